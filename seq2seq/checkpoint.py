@@ -1,0 +1,76 @@
+"""Checkpoint files: written atomically, self-contained, checked when read.
+
+A checkpoint holds the model's params and weights and the tokenizer's SentencePiece protos, so
+`seq2seq translate --model FILE` needs that one file. `last.pt` also holds the training state
+(optimizer, schedule, position in the epoch, random generators) that `train --resume` restores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.config import ConfigError, parse_params
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_path
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import Tokenizer
+
+FORMAT = "seq2seq-checkpoint-1"
+
+
+def save_checkpoint(
+    path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None
+) -> None:
+    """Write `path` atomically: the old file stays whole until the new one is complete.
+
+    `max_source_length` is the longest input (in tokens) the model was trained on; translate cuts
+    longer input to it.
+    """
+    source_proto, target_proto = tokenizer.protos()
+    content = {
+        "format": FORMAT,
+        "model_config": dataclasses.asdict(model.config),
+        "vocab_sizes": (model.source_vocab_size, model.target_vocab_size),
+        "weights": model.state_dict(),
+        "tokenizer": {"source": source_proto, "target": target_proto},
+        "max_source_length": max_source_length,
+        "training_state": training_state,
+    }
+    with atomic_path(path) as temp:
+        torch.save(content, temp)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and check a checkpoint's content; a clear `UserError` for a missing or broken file."""
+    if not path.exists():
+        raise UserError(f"no model at {path}: run `dvc repro` (the train stage writes it) or pass --model")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}); retrain or restore it") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise UserError(f"{path} is not a {FORMAT} file (made by another version or program?)")
+    return content
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
+    """The model (in eval mode, on `device`), its tokenizer, and the raw checkpoint content."""
+    content = read_checkpoint(path)
+    try:
+        config = parse_params({"model": content["model_config"]}).model
+    except ConfigError as error:
+        raise UserError(f"{path}: incompatible model settings: {error}") from None
+    model = Seq2Seq(config, *content["vocab_sizes"])
+    try:
+        model.load_state_dict(content["weights"])
+    except RuntimeError as error:
+        raise UserError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from None
+    tokenizer = Tokenizer.from_protos(content["tokenizer"]["source"], content["tokenizer"]["target"])
+    return model.to(device).eval(), tokenizer, content
+

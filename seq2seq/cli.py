@@ -1,0 +1,169 @@
+"""The `seq2seq` command: one subcommand per pipeline stage, plus `translate` and `bench`.
+
+Thin on purpose: each command parses options and calls one function of the stage's module.
+Heavy modules (torch, sentencepiece, sacrebleu) are imported inside the commands, so that
+`seq2seq --help` and `translate` start quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from seq2seq.errors import UserError
+
+PARAMS = click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml",
+                      show_default=True, help="Pipeline parameters.")
+
+
+class _Group(click.Group):
+    """Turns a `UserError` into `error: message` on stderr and exit code 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """English→Korean neural machine translation: an RNN encoder-decoder with attention.
+
+    The stages run in order (dvc repro runs them all): prepare, tokenizer, encode, train, evaluate.
+    """
+
+
+@main.command()
+@PARAMS
+@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default="data/raw", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="data/prepared", show_default=True)
+@click.option("--stats", "stats_path", type=click.Path(path_type=Path), default="metrics/prepare.json",
+              show_default=True)
+def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -> None:
+    """Clean the raw corpus and split it into train, valid and test."""
+    from seq2seq.config import load_params
+    from seq2seq.prepare import prepare as run
+
+    stats = run(raw_dir, out_dir, stats_path, load_params(params_path).prepare)
+    click.echo(f"pairs: {stats['pairs']}; dropped: {stats['dropped']}")
+
+
+@main.command()
+@PARAMS
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="models/tokenizer", show_default=True)
+def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
+    """Train the SentencePiece tokenizer on the train split."""
+    from seq2seq.config import load_params
+    from seq2seq.tokenizer import train_tokenizer
+
+    train_tokenizer(prepared_dir, out_dir, load_params(params_path).tokenizer)
+    click.echo(f"tokenizer written to {out_dir}/")
+
+
+@main.command()
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+              show_default=True)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default="models/tokenizer",
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="data/encoded", show_default=True)
+def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
+    """Tokenise every split into memory-mappable token-id files."""
+    from seq2seq.data import encode_splits
+    from seq2seq.tokenizer import load_tokenizer
+
+    counts = encode_splits(prepared_dir, load_tokenizer(tokenizer_dir), out_dir)
+    click.echo(f"tokens per split: {counts}")
+
+
+@main.command()
+@PARAMS
+@click.option("--resume", is_flag=True, help="Continue from models/model/last.pt exactly where it stopped.")
+def train(params_path: Path, resume: bool) -> None:
+    """Train the encoder-decoder (runs under `torchrun` too)."""
+    from seq2seq.config import load_params
+    from seq2seq.train import train as run
+
+    progress = run(load_params(params_path), resume=resume)
+    if progress.best_step:
+        click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; "
+                   f"{progress.step} steps in {progress.seconds / 60:.1f} min")
+
+
+@main.command()
+@PARAMS
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+              show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: str) -> None:
+    """Translate the test split and score it (chrF, BLEU) with sacrebleu."""
+    from seq2seq.config import load_params
+    from seq2seq.evaluate import evaluate as run
+
+    metrics = run(model_path, prepared_dir, Path("metrics/evaluate.json"), Path("reports/hypotheses.ko"),
+                  Path("reports/samples.md"), load_params(params_path).evaluate, device)
+    click.echo(f"test: {metrics['test']} ({metrics['sentences_per_second']} sentences/s)")
+
+
+@main.command()
+@click.argument("sentences", nargs=-1)
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--beam", "beam_size", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--attention", "attention_png", type=click.Path(path_type=Path),
+              help="Also draw the attention weights of the (single) sentence as a PNG heatmap.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, attention_png: Path | None,
+              device: str) -> None:
+    """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line)."""
+    if any(not s.strip() for s in sentences):
+        raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
+    if attention_png and len(sentences) != 1:
+        raise UserError("--attention draws one sentence: pass exactly one SENTENCE")
+    from seq2seq.translate import Translator, plot_attention
+
+    translator = Translator(model_path, beam_size=beam_size, device=device)
+    if not sentences or sentences == ("-",):
+        for line in translator.translate_stream(sys.stdin):
+            click.echo(line)
+            sys.stdout.flush()
+        return
+    for line in translator.translate(list(sentences)):
+        click.echo(line)
+    if attention_png:
+        plot_attention(*translator.attention(sentences[0]), attention_png)
+        click.echo(f"attention heatmap written to {attention_png}", err=True)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks on the real prepared data (run `dvc repro encode` first)."""
+
+
+@bench.command("train")
+@PARAMS
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Timed steps.")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed first steps.")
+@click.option("--naive/--no-naive", default=True, show_default=True,
+              help="Also time the step-by-step (input-feeding) decoder for comparison.")
+def bench_train(params_path: Path, steps: int, warmup: int, naive: bool) -> None:
+    """Steady-state training throughput in target tokens per second."""
+    from seq2seq.bench import bench_train as run
+    from seq2seq.config import load_params
+
+    for line in run(load_params(params_path), steps, warmup, naive):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,224 @@
+"""Typed records for `params.yaml`, one per pipeline stage, validated when loaded.
+
+DVC adds a mistyped `dvc exp run -S train.lerning_rate=...` key without complaint, so every
+section is checked here: an unknown key, a wrong type or an impossible value is a `ConfigError`
+that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from seq2seq.errors import UserError
+
+
+class ConfigError(UserError):
+    """`params.yaml` holds an unknown key, a value of the wrong type or an impossible value."""
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How raw corpus files become the train, valid and test splits."""
+
+    sources: list[str] = field(default_factory=list)
+    valid_sources: list[str] = field(default_factory=lambda: ["flores200-dev"])
+    test_per_source: int = 80
+    max_chars: int = 300
+    max_length_ratio: float = 4.0
+    seed: int = 1234
+
+    def validate(self) -> None:
+        _require(len(self.valid_sources) > 0, "prepare.valid_sources", "must name at least one source")
+        _require(self.test_per_source >= 0, "prepare.test_per_source", "must be >= 0")
+        _require(self.max_chars > 0, "prepare.max_chars", "must be > 0")
+        _require(self.max_length_ratio >= 1.0, "prepare.max_length_ratio", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """SentencePiece training options."""
+
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = 8000
+    joint: bool = True
+    character_coverage: float = 0.9995
+    input_sentence_size: int = 200_000
+    byte_fallback: bool = True
+    seed: int = 1234
+
+    def validate(self) -> None:
+        _require(self.vocab_size >= 300, "tokenizer.vocab_size", "must be >= 300 (256 byte pieces + specials)")
+        _require(0.9 <= self.character_coverage <= 1.0, "tokenizer.character_coverage", "must be in [0.9, 1]")
+        _require(self.input_sentence_size > 0, "tokenizer.input_sentence_size", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder."""
+
+    cell: Literal["gru", "lstm", "rnn"] = "gru"
+    embedding_size: int = 256
+    encoder_hidden_size: int = 256
+    encoder_layers: int = 1
+    bidirectional: bool = True
+    decoder_hidden_size: int = 512
+    decoder_layers: int = 1
+    attention: Literal["dot", "general", "bahdanau"] = "general"
+    input_feeding: bool = False
+    dropout: float = 0.1
+    tie_embeddings: bool = True
+
+    def validate(self) -> None:
+        for key in ("embedding_size", "encoder_hidden_size", "decoder_hidden_size", "encoder_layers", "decoder_layers"):
+            _require(getattr(self, key) > 0, f"model.{key}", "must be > 0")
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        encoder_output_size = self.encoder_hidden_size * (2 if self.bidirectional else 1)
+        _require(
+            self.attention != "dot" or encoder_output_size == self.decoder_hidden_size,
+            "model.attention",
+            f"'dot' needs encoder outputs ({encoder_output_size}) as wide as decoder_hidden_size "
+            f"({self.decoder_hidden_size}); use 'general' or 'bahdanau'",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, batching, validation and stopping."""
+
+    seed: int = 1234
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    nproc: int = 1
+    threads: int = 0
+    bf16: bool = True
+    batch_tokens: int = 4096
+    max_length: int = 100
+    optimizer: Literal["adam", "adamw"] = "adam"
+    learning_rate: float = 0.002
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
+    label_smoothing: float = 0.1
+    clip_grad_norm: float = 1.0
+    max_steps: int = 2000
+    max_epochs: int = 100
+    valid_every: int = 250
+    valid_sentences: int = 400
+    patience: int = 0
+
+    def validate(self) -> None:
+        _require(self.nproc >= 1, "train.nproc", "must be >= 1")
+        _require(self.threads >= 0, "train.threads", "must be >= 0 (0: let torch decide)")
+        _require(self.batch_tokens > 0, "train.batch_tokens", "must be > 0")
+        _require(self.max_length > 1, "train.max_length", "must be > 1")
+        _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", "must be >= 0 (0: no clipping)")
+        _require(self.max_steps > 0, "train.max_steps", "must be > 0")
+        _require(self.max_epochs > 0, "train.max_epochs", "must be > 0")
+        _require(self.valid_every > 0, "train.valid_every", "must be > 0")
+        _require(self.valid_sentences > 0, "train.valid_sentences", "must be > 0")
+        _require(self.patience >= 0, "train.patience", "must be >= 0 (0: never stop early)")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Decoding and scoring of the test split."""
+
+    beam_size: int = 5
+    length_penalty: float = 1.0
+    max_output_ratio: float = 2.0
+    batch_size: int = 64
+    samples: int = 20
+
+    def validate(self) -> None:
+        _require(self.beam_size >= 1, "evaluate.beam_size", "must be >= 1")
+        _require(self.length_penalty >= 0, "evaluate.length_penalty", "must be >= 0")
+        _require(self.max_output_ratio > 0, "evaluate.max_output_ratio", "must be > 0")
+        _require(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
+        _require(self.samples >= 0, "evaluate.samples", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of `params.yaml`."""
+
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate `params.yaml`; a missing section takes its defaults."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} not found: run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
+    return parse_params(raw)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Turn a plain dict (as YAML gives it) into validated `Params`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params must be a mapping of stage sections")
+    record_types = typing.get_type_hints(Params)
+    _reject_unknown(raw, list(record_types), prefix="")
+    return Params(**{name: _build(record_types[name], raw.get(name) or {}, name) for name in record_types})
+
+
+def _build(record_type: type, values: dict[str, Any], section: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"'{section}' must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(record_type)
+    names = [f.name for f in dataclasses.fields(record_type)]
+    _reject_unknown(values, names, prefix=f"{section}.")
+    checked = {key: _check_type(f"{section}.{key}", value, hints[key]) for key, value in values.items()}
+    record = record_type(**checked)
+    record.validate()
+    return record
+
+
+def _check_type(key: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, list) or not all(isinstance(item, item_type) for item in value):
+            raise ConfigError(f"{key}: expected a list of {item_type.__name__}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported type for {key}")  # pragma: no cover
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
+        raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def _reject_unknown(values: dict[str, Any], valid: list[str], prefix: str) -> None:
+    for key in values:
+        if key not in valid:
+            raise ConfigError(f"unknown key '{prefix}{key}' in params; valid keys: {', '.join(valid)}")
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+

@@ -1,0 +1,170 @@
+"""Token-id datasets on disk and length-bucketed batches.
+
+Stage 3, `encode`, tokenises each prepared split once into a compact binary form:
+`SPLIT.LANG.ids` (every sentence's token ids back to back, int32) and `SPLIT.LANG.offsets.npy`
+(where each sentence starts; N+1 int64). Training memory-maps them, so a corpus larger than
+memory never becomes Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_dir
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, batched
+
+ID_DTYPE = np.int32
+
+
+class TokenArray:
+    """A read-only list of token-id sequences backed by two files (see the module docstring)."""
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray) -> None:
+        self.ids = ids
+        self.offsets = offsets
+
+    @classmethod
+    def open(cls, prefix: Path) -> TokenArray:
+        ids_path, offsets_path = Path(f"{prefix}.ids"), Path(f"{prefix}.offsets.npy")
+        if not ids_path.exists() or not offsets_path.exists():
+            raise UserError(f"{ids_path} not found: run the encode stage first (`dvc repro encode`)")
+        offsets = np.load(offsets_path)
+        ids = np.memmap(ids_path, dtype=ID_DTYPE, mode="r") if offsets[-1] > 0 else np.zeros(0, ID_DTYPE)
+        return cls(ids, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.ids[self.offsets[index] : self.offsets[index + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def write_token_array(prefix: Path, sequences_in_chunks) -> None:
+    """Stream chunks of id sequences into `PREFIX.ids` and `PREFIX.offsets.npy`."""
+    offsets = [0]
+    with open(f"{prefix}.ids", "wb") as ids_file:
+        for chunk in sequences_in_chunks:
+            for sequence in chunk:
+                offsets.append(offsets[-1] + len(sequence))
+            if chunk:
+                np.concatenate([np.asarray(s, dtype=ID_DTYPE) for s in chunk]).tofile(ids_file)
+    np.save(f"{prefix}.offsets.npy", np.asarray(offsets, dtype=np.int64))
+
+
+def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk_lines: int = 10_000) -> dict:
+    """Tokenise every split of `prepared_dir` into `out_dir`; returns token counts per split and side."""
+    counts: dict[str, dict[str, int]] = {}
+    with atomic_dir(out_dir) as temp:
+        for split in ("train", "valid", "test"):
+            counts[split] = {}
+            for lang, encode in (("en", tokenizer.encode_source), ("ko", tokenizer.encode_target)):
+                path = prepared_dir / f"{split}.{lang}"
+                if not path.exists():
+                    raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
+                with path.open(encoding="utf-8") as handle:
+                    lines = (line.rstrip("\n") for line in handle)
+                    write_token_array(temp / f"{split}.{lang}", (encode(chunk) for chunk in batched(lines, chunk_lines)))
+                counts[split][lang] = int(TokenArray.open(temp / f"{split}.{lang}").offsets[-1])
+    return counts
+
+
+@dataclass
+class ParallelData:
+    """Aligned English (source) and Korean (target) token arrays of one split."""
+
+    source: TokenArray
+    target: TokenArray
+
+    @classmethod
+    def open(cls, encoded_dir: Path, split: str) -> ParallelData:
+        data = cls(TokenArray.open(encoded_dir / f"{split}.en"), TokenArray.open(encoded_dir / f"{split}.ko"))
+        if len(data.source) != len(data.target):
+            raise UserError(f"{encoded_dir}/{split}: {len(data.source)} English but {len(data.target)} Korean lines")
+        return data
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+def make_batches(
+    source_lengths: np.ndarray,
+    target_lengths: np.ndarray,
+    batch_tokens: int,
+    max_length: int,
+    seed: int,
+) -> list[np.ndarray]:
+    """Group sentence indices into batches of similar length, in a seeded random order.
+
+    Sentences longer than `max_length` tokens on either side are left out. Sentences are sorted by
+    (target length, source length), random among equals, and cut into runs whose padded size
+    (sentences x longest side + 1 for BOS/EOS) stays within `batch_tokens`, so batches carry little
+    padding. The order of the batches is then shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    keep = np.flatnonzero((source_lengths <= max_length) & (target_lengths <= max_length) & (source_lengths > 0))
+    keep = keep[rng.permutation(len(keep))]
+    keep = keep[np.lexsort((source_lengths[keep], target_lengths[keep]))]
+    width = np.maximum(source_lengths[keep], target_lengths[keep]) + 1
+    batches: list[np.ndarray] = []
+    start = 0
+    longest = 0
+    for position in range(len(keep)):
+        longest = max(longest, width[position])
+        if (position + 1 - start) * longest > batch_tokens and position > start:
+            batches.append(keep[start:position])
+            start, longest = position, width[position]
+    if start < len(keep):
+        batches.append(keep[start:])
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass
+class Batch:
+    """Padded tensors of one batch.
+
+    source: (B, S) ids, PAD_ID after each sentence's end; source_lengths: (B,)
+    target_input: (B, T) BOS + target ids; target_output: (B, T) target ids + EOS
+    """
+
+    source: torch.Tensor
+    source_lengths: torch.Tensor
+    target_input: torch.Tensor
+    target_output: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(tensor.to(device) for tensor in vars(self).values()))
+
+    @property
+    def target_tokens(self) -> int:
+        return int((self.target_output != PAD_ID).sum())
+
+
+def pad(sequences: list[np.ndarray], prefix: list[int] = (), suffix: list[int] = ()) -> torch.Tensor:
+    """(B, longest) int64 tensor of `prefix + sequence + suffix`, padded with PAD_ID."""
+    width = max(len(s) for s in sequences) + len(prefix) + len(suffix)
+    out = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        values = np.concatenate([prefix, sequence, suffix]) if prefix or suffix else sequence
+        out[row, : len(values)] = values
+    return torch.from_numpy(out)
+
+
+def collate(data: ParallelData, indices: np.ndarray) -> Batch:
+    """Build the padded `Batch` of the sentences at `indices`."""
+    sources = [data.source[i] for i in indices]
+    targets = [data.target[i] for i in indices]
+    return Batch(
+        source=pad(sources),
+        source_lengths=torch.tensor([len(s) for s in sources]),
+        target_input=pad(targets, prefix=[BOS_ID]),
+        target_output=pad(targets, suffix=[EOS_ID]),
+    )

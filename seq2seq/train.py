@@ -1,0 +1,313 @@
+"""Stage 4, `train`: fit the encoder-decoder on the encoded train split.
+
+Teacher forcing, label-smoothed cross entropy over real tokens, Adam(W), gradient clipping, a
+warm-up learning-rate schedule, token-count batches from length buckets, validation every
+`valid_every` steps (loss, perplexity, greedy chrF on the first `valid_sentences` valid pairs),
+optional early stopping. `models/model/best.pt` (best valid chrF) and `last.pt` (everything
+`--resume` needs) are written atomically; Ctrl-C or SIGTERM saves `last.pt` and stops cleanly.
+
+Runs unchanged under `torchrun --nproc_per_node N`: every rank trains on its own share of each
+step's batches through DistributedDataParallel, and rank 0 alone validates and writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import sacrebleu
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from seq2seq.checkpoint import read_checkpoint, save_checkpoint
+from seq2seq.config import Params, TrainConfig
+from seq2seq.data import ParallelData, collate, make_batches
+from seq2seq.errors import UserError
+from seq2seq.model import Seq2Seq
+from seq2seq.search import translate_ids
+from seq2seq.tokenizer import Tokenizer, load_tokenizer
+
+
+@dataclass
+class TrainPaths:
+    encoded_dir: Path = Path("data/encoded")
+    prepared_dir: Path = Path("data/prepared")
+    tokenizer_dir: Path = Path("models/tokenizer")
+    model_dir: Path = Path("models/model")
+    live_dir: Path = Path("dvclive")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in `last.pt` so that `--resume` continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0  # of this epoch's batch list, summed over all ranks
+    best_chrf: float = -1.0
+    best_step: int = 0
+    validations_without_gain: int = 0
+    lr_scale: float = 1.0
+    seconds: float = 0.0
+    target_tokens: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA where present, else CPU; asking for CUDA without it is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda was asked for, but torch sees no CUDA GPU (use device: auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 mixed precision where the hardware runs it natively, else a no-op context."""
+    if not enabled:
+        return nullcontext()
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
+            torch.cpu._is_avx512_bf16_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
+    """Linear warm-up over `warmup_steps`, then inverse square root decay (or constant), times the
+    plateau scale (halved after each validation without gain when schedule is `plateau`)."""
+    warmup = max(config.warmup_steps, 1)
+    warm = min(1.0, step / warmup)
+    decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
+    return config.learning_rate * warm * decay * lr_scale
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Distributed:
+    """Rank and world size; a single process when not started by torchrun."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, timeout=timedelta(minutes=int(os.environ.get("SEQ2SEQ_DIST_TIMEOUT_MIN", "30"))))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor)
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        if self.world == 1:
+            return flag
+        tensor = torch.tensor([int(flag)])
+        dist.broadcast(tensor, src=0)
+        return bool(tensor)
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokenizer: Tokenizer,
+             config: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Valid loss, perplexity and greedy chrF on the first `valid_sentences` pairs."""
+    model.eval()
+    count = min(config.valid_sentences, len(valid))
+    loss_sum, tokens = 0.0, 0
+    with torch.no_grad(), autocast(device, config.bf16):
+        for start in range(0, count, 64):
+            batch = collate(valid, np.arange(start, min(start + 64, count))).to(device)
+            loss_sum += float(model(batch.source, batch.source_lengths, batch.target_input, batch.target_output))
+            tokens += batch.target_tokens
+        hypotheses = translate_ids(model, [valid.source[i] for i in range(count)], batch_size=64, device=device)
+    outputs = tokenizer.decode_target([h.tokens for h in hypotheses])
+    model.train()
+    loss = loss_sum / max(tokens, 1)
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "chrf": sacrebleu.corpus_chrf(outputs, [references[:count]]).score,
+    }
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False) -> Progress:
+    """Run the training stage; returns the final `Progress`."""
+    config = params.train
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    world = Distributed(device)
+    seed_everything(config.seed + world.rank)
+    tokenizer = load_tokenizer(paths.tokenizer_dir)
+    train_data = ParallelData.open(paths.encoded_dir, "train")
+    valid_data = ParallelData.open(paths.encoded_dir, "valid")
+    references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
+
+    model = Seq2Seq(params.model, tokenizer.source.get_piece_size(), tokenizer.target.get_piece_size()).to(device)
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    progress = Progress()
+    last_path, best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
+    if resume:
+        progress = _restore(last_path, model, optimizer, world)
+    elif world.is_main and last_path.exists():
+        last_path.unlink()  # a fresh run: a stale last.pt must not be resumed later
+    trained = model if world.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
+
+    live = None
+    if world.is_main:
+        from dvclive import Live
+
+        live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+        live.log_param("parameters", model.parameter_count())
+
+    stop = {"requested": False}
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    bar = tqdm(total=config.max_steps, initial=progress.step, unit="step", disable=not world.is_main,
+               dynamic_ncols=True, desc="train")
+    model.train()
+    started = time.perf_counter() - progress.seconds
+    interval_tokens, interval_start = 0, time.perf_counter()
+
+    def checkpoint(path: Path) -> None:
+        progress.seconds = time.perf_counter() - started
+        state = {
+            "progress": vars(progress),
+            "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+        }
+        save_checkpoint(path, model, tokenizer, config.max_length, state)
+
+    def run_validation() -> bool:
+        """Validate, log, save; True when early stopping says to stop."""
+        should_stop = False
+        if world.is_main:
+            scores = validate(model, valid_data, references, tokenizer, config, device)
+            minutes = (time.perf_counter() - started) / 60
+            improved = scores["chrf"] > progress.best_chrf
+            if improved:
+                progress.best_chrf, progress.best_step = scores["chrf"], progress.step
+                progress.validations_without_gain = 0
+            else:
+                progress.validations_without_gain += 1
+                if config.schedule == "plateau":
+                    progress.lr_scale *= 0.5
+            progress.history.append({"step": progress.step, "minutes": round(minutes, 2), **scores})
+            live.step = progress.step
+            for name, value in {**scores, "minutes": minutes, "target_tokens": progress.target_tokens}.items():
+                live.log_metric(f"valid/{name}", value)
+            live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step})
+            live.next_step()
+            bar.write(f"step {progress.step}: valid loss {scores['loss']:.3f} ppl {scores['perplexity']:.1f} "
+                      f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)")
+            checkpoint(last_path)
+            if improved:
+                checkpoint(best_path)
+            should_stop = 0 < config.patience <= progress.validations_without_gain
+        return world.broadcast_flag(should_stop)
+
+    try:
+        finished = progress.step >= config.max_steps
+        while not finished and progress.epoch < config.max_epochs:
+            batches = make_batches(train_data.source.lengths, train_data.target.lengths, config.batch_tokens,
+                                   config.max_length, seed=config.seed + progress.epoch)
+            if not batches:
+                raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
+            usable = len(batches) - len(batches) % world.world
+            for first in range(progress.batches_done, usable, world.world):
+                if stop["requested"]:
+                    raise _StopRequested
+                batch = collate(train_data, batches[first + world.rank]).to(device)
+                tokens = batch.target_tokens
+                all_tokens = world.sum(tokens)
+                lr = learning_rate(config, progress.step + 1, progress.lr_scale)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast(device, config.bf16):
+                    loss_sum = trained(batch.source, batch.source_lengths, batch.target_input, batch.target_output,
+                                       config.label_smoothing)
+                # DDP averages gradients over ranks; scaling by world / all_tokens makes that the global mean.
+                (loss_sum * (world.world / all_tokens)).backward()
+                if config.clip_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                progress.step += 1
+                progress.batches_done = first + world.world
+                progress.target_tokens += int(all_tokens)
+                interval_tokens += all_tokens
+                bar.update(1)
+                if progress.step % 10 == 0:
+                    rate = interval_tokens / (time.perf_counter() - interval_start)
+                    bar.set_postfix(loss=f"{float(loss_sum) / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
+                                    lr=f"{lr:.2e}", epoch=progress.epoch)
+                    interval_tokens, interval_start = 0, time.perf_counter()
+                last_step = progress.step >= config.max_steps
+                if progress.step % config.valid_every == 0 or last_step:
+                    if run_validation() or last_step:
+                        finished = True
+                        break
+            else:
+                progress.epoch += 1
+                progress.batches_done = 0
+        if not finished and progress.step % config.valid_every != 0:
+            run_validation()  # max_epochs ended between validations
+    except (KeyboardInterrupt, _StopRequested):
+        if world.is_main:
+            checkpoint(last_path)
+            bar.write(f"interrupted at step {progress.step}: saved {last_path}; continue with `seq2seq train --resume`")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        bar.close()
+        if live is not None:
+            live.end()
+        world.close()
+    progress.seconds = time.perf_counter() - started
+    return progress
+
+
+def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed) -> Progress:
+    content = read_checkpoint(path)
+    state = content.get("training_state")
+    if not state:
+        raise UserError(f"{path} holds no training state to resume from")
+    try:
+        model.load_state_dict(content["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as error:
+        raise UserError(f"{path} does not match the model in params.yaml: {str(error).splitlines()[0]}") from None
+    progress = Progress(**state["progress"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    if world.rank > 0:  # rank 0's generator was saved; the others only need to differ from it
+        torch.manual_seed(torch.initial_seed() + world.rank + progress.step)
+    return progress

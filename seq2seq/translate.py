@@ -1,0 +1,117 @@
+"""English text in, Korean text out: the `Translator` behind `seq2seq translate` and `evaluate`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from seq2seq.checkpoint import load_model
+from seq2seq.prepare import normalize
+from seq2seq.search import Hypothesis, translate_ids
+from seq2seq.tokenizer import batched
+
+DEFAULT_MODEL = Path("models/model/best.pt")
+
+
+def _warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class Translator:
+    """A loaded model plus decoding settings.
+
+    Input is normalised as in training; an empty sentence gives an empty translation; a sentence
+    longer than the model was trained on is cut to that length, with a warning.
+    """
+
+    def __init__(
+        self,
+        model_path: Path = DEFAULT_MODEL,
+        beam_size: int = 5,
+        length_penalty: float = 1.0,
+        max_output_ratio: float = 2.0,
+        batch_size: int = 64,
+        device: str = "cpu",
+        warn: Callable[[str], None] = _warn_on_stderr,
+    ) -> None:
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        self.model, self.tokenizer, content = load_model(model_path, self.device)
+        self.max_input_tokens = content.get("max_source_length") or 200
+        self.beam_size = beam_size
+        self.length_penalty = length_penalty
+        self.max_output_ratio = max_output_ratio
+        self.batch_size = batch_size
+        self.warn = warn
+
+    def _source_ids(self, sentences: list[str], first_number: int = 1) -> list[list[int]]:
+        ids = self.tokenizer.encode_source([normalize(s) for s in sentences])
+        for number, sequence in enumerate(ids, start=first_number):
+            if len(sequence) > self.max_input_tokens:
+                self.warn(f"sentence {number} has {len(sequence)} tokens; translating its first {self.max_input_tokens}")
+                del sequence[self.max_input_tokens :]
+        return ids
+
+    def hypotheses(self, sentences: list[str], first_number: int = 1) -> list[Hypothesis | None]:
+        """Best hypothesis per sentence (None for an empty one)."""
+        ids = self._source_ids(sentences, first_number)
+        present = [i for i, sequence in enumerate(ids) if sequence]
+        results: list[Hypothesis | None] = [None] * len(ids)
+        found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, self.beam_size,
+                              self.length_penalty, self.max_output_ratio, self.device)
+        for index, hypothesis in zip(present, found, strict=True):
+            results[index] = hypothesis
+        return results
+
+    def translate(self, sentences: list[str], first_number: int = 1) -> list[str]:
+        """Korean translations, one per input sentence, in order."""
+        hypotheses = self.hypotheses(sentences, first_number)
+        decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
+        return [text if h else "" for text, h in zip(decoded, hypotheses, strict=True)]
+
+    def translate_stream(self, lines: Iterable[str]) -> Iterator[str]:
+        """Translate lines as they come, `batch_size` at a time, in order."""
+        number = 1
+        for chunk in batched((line.rstrip("\r\n") for line in lines), self.batch_size):
+            yield from self.translate(chunk, first_number=number)
+            number += len(chunk)
+
+    def attention(self, sentence: str) -> tuple[list[str], list[str], torch.Tensor]:
+        """Source pieces, output pieces (EOS last) and the (output, source) attention weights."""
+        (hypothesis,) = self.hypotheses([sentence])
+        if hypothesis is None:
+            raise ValueError("cannot draw attention for an empty sentence")
+        source_ids = self._source_ids([sentence])[0]
+        source_pieces = [self.tokenizer.source.id_to_piece(i) for i in source_ids]
+        target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
+        weights = hypothesis.attention[: len(target_pieces)]
+        return source_pieces, target_pieces[: weights.size(0)], weights
+
+
+def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: torch.Tensor, path: Path) -> None:
+    """Draw the attention weights as a heatmap PNG: source pieces across, output pieces down."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    from seq2seq.files import atomic_path
+
+    korean_fonts = [f.name for f in font_manager.fontManager.ttflist
+                    if any(name in f.name for name in ("Nanum", "Noto Sans CJK", "Noto Sans KR", "UnDotum"))]
+    if korean_fonts:
+        plt.rcParams["font.family"] = korean_fonts[0]
+    figure, axes = plt.subplots(figsize=(max(4, 0.45 * len(source_pieces) + 2), max(3, 0.4 * len(target_pieces) + 2)))
+    axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(source_pieces)), source_pieces, rotation=90)
+    axes.set_yticks(range(len(target_pieces)), target_pieces)
+    axes.set_xlabel("source (English pieces)")
+    axes.set_ylabel("output (Korean pieces)")
+    figure.tight_layout()
+    with atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=120)
+    plt.close(figure)
