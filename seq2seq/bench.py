@@ -70,3 +70,66 @@ def bench_train(params: Params, steps: int, warmup: int, naive: bool,
     if len(rates) == 2:
         configured, naive_rate = rates.values()
         yield f"ratio configured / step-by-step: {configured / naive_rate:.2f}x"
+
+
+def _replicate_corpus(raw_dir: Path, sources: list[str], copies: int, out_dir: Path) -> None:
+    """Write `copies` copies of each source; copy k > 0 marks every line with ` #k` so that the
+    duplicate filter keeps it (the point is more data, not more duplicates)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        for lang in ("en", "ko"):
+            with (raw_dir / f"{source}.{lang}").open(encoding="utf-8") as original:
+                lines = original.read().splitlines()
+            with (out_dir / f"{source}.{lang}").open("w", encoding="utf-8") as copy:
+                for k in range(copies):
+                    mark = f" #{k}" if k else ""
+                    copy.writelines(f"{line}{mark}\n" if line.strip() else "\n" for line in lines)
+
+
+def _peak_rss_mib(code: str) -> float:
+    """Run Python `code` in a fresh process; return its peak resident memory in MiB."""
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1])
+    return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("data/raw"),
+                 tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
+    """Yield report lines: peak RSS of prepare, encode and `steps` training steps at 1x and `copies`x data."""
+    import json
+    import tempfile
+
+    import yaml
+
+    sources = list(dict.fromkeys(params.prepare.valid_sources + params.prepare.sources))
+    raw_params = dataclasses.asdict(params)
+    raw_params["train"].update(max_steps=steps, valid_every=steps, valid_sentences=16, nproc=1)
+    for scale in (1, copies):
+        with tempfile.TemporaryDirectory(prefix=f"seq2seq-bench-{scale}x-") as temp:
+            work = Path(temp)
+            _replicate_corpus(raw_dir, sources, scale, work / "raw")
+            (work / "params.yaml").write_text(yaml.safe_dump(raw_params))
+            prepare_mib = _peak_rss_mib(
+                "from pathlib import Path; from seq2seq.config import load_params; "
+                "from seq2seq.prepare import prepare\n"
+                f"w = Path({str(work)!r}); prepare(w / 'raw', w / 'data/prepared', w / 'stats.json', "
+                "load_params(w / 'params.yaml').prepare)")
+            pairs = json.loads((work / "stats.json").read_text())["pairs"]["train"]
+            encode_mib = _peak_rss_mib(
+                "from pathlib import Path; from seq2seq.data import encode_splits; "
+                "from seq2seq.tokenizer import load_tokenizer\n"
+                f"w = Path({str(work)!r}); encode_splits(w / 'data/prepared', "
+                f"load_tokenizer(Path({str(tokenizer_dir.resolve())!r})), w / 'data/encoded')")
+            (work / "models").mkdir()
+            (work / "models/tokenizer").symlink_to(tokenizer_dir.resolve())
+            train_mib = _peak_rss_mib(
+                "import os; from pathlib import Path; from seq2seq.config import load_params; "
+                "from seq2seq.train import train\n"
+                f"os.chdir({str(work)!r}); train(load_params('params.yaml'))")
+            yield (f"{scale:>3}x ({pairs:,} train pairs): peak RSS prepare {prepare_mib:,.0f} MiB, "
+                   f"encode {encode_mib:,.0f} MiB, train ({steps} steps) {train_mib:,.0f} MiB")

@@ -53,10 +53,23 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
-        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}); retrain or restore it") from None
+        reason = type(error).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason}); retrain or restore it") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise UserError(f"{path} is not a {FORMAT} file (made by another version or program?)")
     return content
+
+
+def load_weights(model: Seq2Seq, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """`model.load_state_dict`, with a one-line `UserError` that says what does not fit."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
+    problems = [f"{label}: {', '.join(keys[:3])}" for label, keys in
+                (("missing", missing), ("unexpected", unexpected), ("other shape", wrong_shape)) if keys]
+    if problems:
+        raise UserError(f"{path}: weights do not fit this model ({'; '.join(problems)}); retrain it")
+    model.load_state_dict(weights)
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
@@ -67,10 +80,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Seq2Seq,
     except ConfigError as error:
         raise UserError(f"{path}: incompatible model settings: {error}") from None
     model = Seq2Seq(config, *content["vocab_sizes"])
-    try:
-        model.load_state_dict(content["weights"])
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from None
+    load_weights(model, content["weights"], path)
     tokenizer = Tokenizer.from_protos(content["tokenizer"]["source"], content["tokenizer"]["target"])
     return model.to(device).eval(), tokenizer, content
 

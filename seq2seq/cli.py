@@ -7,6 +7,8 @@ Heavy modules (torch, sentencepiece, sacrebleu) are imported inside the commands
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,11 +90,20 @@ def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
 @PARAMS
 @click.option("--resume", is_flag=True, help="Continue from models/model/last.pt exactly where it stopped.")
 def train(params_path: Path, resume: bool) -> None:
-    """Train the encoder-decoder (runs under `torchrun` too)."""
+    """Train the encoder-decoder.
+
+    With `train.nproc` > 1 it starts itself under torchrun, one process per share of each step's
+    batches; started by torchrun (also multi-node), it joins the run.
+    """
     from seq2seq.config import load_params
     from seq2seq.train import train as run
 
-    progress = run(load_params(params_path), resume=resume)
+    params = load_params(params_path)
+    if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={params.train.nproc}", "-m", "seq2seq", "train", "--params", str(params_path)]
+        sys.exit(subprocess.call([*command, "--resume"] if resume else command))
+    progress = run(params, resume=resume)
     if progress.best_step:
         click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; "
                    f"{progress.step} steps in {progress.seconds / 60:.1f} min")
@@ -162,6 +173,20 @@ def bench_train(params_path: Path, steps: int, warmup: int, naive: bool) -> None
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), steps, warmup, naive):
+        click.echo(line)
+
+
+@bench.command("memory")
+@PARAMS
+@click.option("--copies", type=click.IntRange(min=2), default=10, show_default=True,
+              help="How many times to replicate the corpus for the large run.")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Training steps to run.")
+def bench_memory(params_path: Path, copies: int, steps: int) -> None:
+    """Peak memory of prepare, encode and training at 1x and COPIES x the corpus (needs `dvc repro tokenizer`)."""
+    from seq2seq.bench import bench_memory as run
+    from seq2seq.config import load_params
+
+    for line in run(load_params(params_path), copies, steps):
         click.echo(line)
 
 

@@ -46,15 +46,17 @@ class TokenizerConfig:
     """SentencePiece training options."""
 
     model_type: Literal["unigram", "bpe"] = "unigram"
-    vocab_size: int = 8000
-    joint: bool = True
+    joint: bool = False
+    vocab_size: int = 8000  # the joint model's, or the English model's
+    korean_vocab_size: int = 4000  # the Korean model's, when not joint
     character_coverage: float = 0.9995
     input_sentence_size: int = 200_000
     byte_fallback: bool = True
     seed: int = 1234
 
     def validate(self) -> None:
-        _require(self.vocab_size >= 300, "tokenizer.vocab_size", "must be >= 300 (256 byte pieces + specials)")
+        for key in ("vocab_size", "korean_vocab_size"):
+            _require(getattr(self, key) >= 300, f"tokenizer.{key}", "must be >= 300 (256 byte pieces + specials)")
         _require(0.9 <= self.character_coverage <= 1.0, "tokenizer.character_coverage", "must be in [0.9, 1]")
         _require(self.input_sentence_size > 0, "tokenizer.input_sentence_size", "must be > 0")
 

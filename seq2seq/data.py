@@ -72,7 +72,8 @@ def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk
                     raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
                 with path.open(encoding="utf-8") as handle:
                     lines = (line.rstrip("\n") for line in handle)
-                    write_token_array(temp / f"{split}.{lang}", (encode(chunk) for chunk in batched(lines, chunk_lines)))
+                    chunks = (encode(chunk) for chunk in batched(lines, chunk_lines))
+                    write_token_array(temp / f"{split}.{lang}", chunks)
                 counts[split][lang] = int(TokenArray.open(temp / f"{split}.{lang}").offsets[-1])
     return counts
 

@@ -7,6 +7,7 @@ Writes the metrics JSON, the hypotheses (one per test line) and a Markdown table
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,22 +22,11 @@ from seq2seq.tokenizer import batched
 from seq2seq.translate import Translator
 
 
-def scorers() -> dict[str, sacrebleu.metrics.base.Metric]:
-    return {
-        "chrf": sacrebleu.CHRF(),
-        "bleu": sacrebleu.BLEU(),
-        "bleu_ko_mecab": sacrebleu.BLEU(tokenize="ko-mecab"),
-    }
-
-
-def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus-level chrF, BLEU (13a) and BLEU (ko-mecab), rounded to 2 decimals."""
-    return {name: round(metric.corpus_score(hypotheses, [references]).score, 2)
-            for name, metric in scorers().items()}
-
-
-def signatures() -> dict[str, str]:
-    return {name: str(metric.get_signature()) for name, metric in scorers().items()}
+def score(hypotheses: list[str], references: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Corpus chrF, BLEU (13a) and BLEU (ko-mecab), rounded to 2 decimals, and their signatures."""
+    metrics = {"chrf": sacrebleu.CHRF(), "bleu": sacrebleu.BLEU(), "bleu_ko_mecab": sacrebleu.BLEU(tokenize="ko-mecab")}
+    scores = {name: round(metric.corpus_score(hypotheses, [references]).score, 2) for name, metric in metrics.items()}
+    return scores, {name: str(metric.get_signature()) for name, metric in metrics.items()}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -61,7 +51,8 @@ def evaluate(
     started = time.perf_counter()
     hypotheses: list[str] = []
     # Chunks of several batches keep length-sorting effective and the progress bar moving.
-    with tqdm(total=len(sources), unit="sent", desc="evaluate", dynamic_ncols=True) as bar:
+    with tqdm(total=len(sources), unit="sent", desc="evaluate", dynamic_ncols=True,
+              mininterval=1 if sys.stderr.isatty() else 30) as bar:
         for chunk in batched(sources, config.batch_size * 8):
             hypotheses.extend(translator.translate(chunk, first_number=len(hypotheses) + 1))
             bar.update(len(chunk))
@@ -71,10 +62,11 @@ def evaluate(
     for hypothesis, reference, tag in zip(hypotheses, references, tags, strict=True):
         by_source[tag][0].append(hypothesis)
         by_source[tag][1].append(reference)
+    overall, signatures = score(hypotheses, references)
     metrics = {
-        "test": score(hypotheses, references),
-        "per_source": {tag: score(*pair) for tag, pair in sorted(by_source.items())},
-        "signatures": signatures(),
+        "test": overall,
+        "per_source": {tag: score(*pair)[0] for tag, pair in sorted(by_source.items())},
+        "signatures": signatures,
         "sentences": len(sources),
         "sentences_per_second": round(len(sources) / seconds, 2),
         "beam_size": config.beam_size,

@@ -20,6 +20,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temp = Path(temp_name)
+    temp.chmod(0o644)  # mkstemp makes it private; the result is an ordinary file
     try:
         yield temp
         os.replace(temp, path)

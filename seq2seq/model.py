@@ -171,7 +171,8 @@ class Decoder(nn.Module):
         self.attention = Attention(config.attention, config.decoder_hidden_size, encoder_output_size)
         # The attentional vector has the embedding's width, so the output layer can share its matrix.
         self.combine = nn.Linear(config.decoder_hidden_size + encoder_output_size, config.embedding_size)
-        self.output = nn.Linear(config.embedding_size, vocab_size, bias=False)
+        # A bias lets the output layer learn how common each piece is within the first few steps.
+        self.output = nn.Linear(config.embedding_size, vocab_size)
         if config.tie_embeddings:
             self.output.weight = self.embedding.weight
 

@@ -98,18 +98,17 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, config: PrepareConfi
     seen_pairs: set[bytes] = set()
     held_out: set[bytes] = set()  # digests of every valid and test sentence, either language
 
-    def clean_pairs(source: str) -> Iterator[tuple[int, str, str]]:
-        """Pairs that pass the filters and are not exact repeats, with their line index."""
-        for index, (english, korean) in enumerate(read_pairs(raw_dir, source)):
-            reason = drop_reason(english, korean, config)
-            pair = _digest(f"{english}\t{korean}")
-            if reason is None and pair in seen_pairs:
-                reason = "duplicate"
-            if reason is None:
-                seen_pairs.add(pair)
-                yield index, english, korean
-            else:
-                dropped[reason] += 1
+    def survives(english: str, korean: str) -> bool:
+        """Passes the filters and is no exact repeat of an earlier pair; counts why not."""
+        reason = drop_reason(english, korean, config)
+        pair = _digest(f"{english}\t{korean}")
+        if reason is None and pair in seen_pairs:
+            reason = "duplicate"
+        if reason is not None:
+            dropped[reason] += 1
+            return False
+        seen_pairs.add(pair)
+        return True
 
     def leaks(english: str, korean: str) -> bool:
         return _digest(english) in held_out or _digest(korean) in held_out
@@ -130,19 +129,21 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, config: PrepareConfi
                 held_out.update((_digest(english), _digest(korean)))
 
         for source in config.valid_sources:
-            for _, english, korean in clean_pairs(source):
-                write("valid", source, english, korean)
+            for english, korean in read_pairs(raw_dir, source):
+                if survives(english, korean):
+                    write("valid", source, english, korean)
 
         # Pass one: decide which lines survive, and sample test among those that do not leak valid.
         rng = random.Random(config.seed)
-        survivors: dict[str, set[int]] = {}
+        survivors: dict[str, bytearray] = {}  # one flag per line
         test_lines: dict[str, set[int]] = {}
         for source in train_sources:
-            survivors[source] = set()
+            survivors[source] = bytearray()
             test_candidates = array("I")
-            for index, english, korean in clean_pairs(source):
-                survivors[source].add(index)
-                if not leaks(english, korean):
+            for index, (english, korean) in enumerate(read_pairs(raw_dir, source)):
+                keep = survives(english, korean)
+                survivors[source].append(keep)
+                if keep and not leaks(english, korean):
                     test_candidates.append(index)
             test_lines[source] = set(rng.sample(test_candidates, min(config.test_per_source, len(test_candidates))))
 
@@ -153,7 +154,7 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, config: PrepareConfi
                     write("test", source, english, korean)
         for source in train_sources:
             for index, (english, korean) in enumerate(read_pairs(raw_dir, source)):
-                if index not in survivors[source] or index in test_lines[source]:
+                if not survivors[source][index] or index in test_lines[source]:
                     continue
                 if leaks(english, korean):
                     dropped["overlap"] += 1

@@ -106,7 +106,8 @@ def beam_search(
         origin = (beam_offsets + flat // vocab).view(-1)
         tokens = (flat % vocab).view(-1)
         history = torch.cat([history.index_select(0, origin), tokens.unsqueeze(1)], dim=1)
-        attention = torch.cat([attention.index_select(0, origin), weights.float().index_select(0, origin).unsqueeze(1)], 1)
+        step_weights = weights.float().index_select(0, origin).unsqueeze(1)
+        attention = torch.cat([attention.index_select(0, origin), step_weights], dim=1)
         state = state.index_select(origin)
 
         at_limit = (t + 1 >= max_lengths).repeat_interleave(k)

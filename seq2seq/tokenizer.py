@@ -1,12 +1,16 @@
 """Stage 2, `tokenizer`: train SentencePiece on the train split, and load it again.
 
-One joint English+Korean model (`joint.model`) or one per language (`en.model`, `ko.model`).
+One model per language (`en.model`, `ko.model`) or one joint English+Korean model (`joint.model`).
+Separate models are the default: the output layer, the costliest part of a training step, then
+scores Korean pieces only, so a Korean vocabulary half the size of a joint one segments Korean as
+finely at half the cost.
 Byte fallback is on by default, so a character the vocabulary lacks becomes UTF-8 byte pieces
 rather than the unknown piece `⁇`. The special ids are fixed: pad 0, unk 1, bos 2, eos 3.
 """
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,14 +46,24 @@ def sample_lines(paths: list[Path], size: int, seed: int) -> list[str]:
     return sample
 
 
-def _train_one(lines: list[str], prefix: Path, config: TokenizerConfig) -> None:
+def _train_one(lines: list[str], prefix: Path, vocab_size: int, config: TokenizerConfig) -> None:
     if not lines:
         raise UserError(f"no training text for the tokenizer {prefix.name}: is the train split empty?")
+    try:
+        _train_sentencepiece(lines, prefix, vocab_size, config)
+    except RuntimeError as error:  # e.g. a vocabulary smaller than the characters it must hold
+        raise UserError(f"SentencePiece could not train {prefix.name}: {str(error).split('] ')[-1]}") from None
+
+
+def _train_sentencepiece(lines: list[str], prefix: Path, vocab_size: int, config: TokenizerConfig) -> None:
+    # The model goes through a writer, not model_prefix: a prefix path would be stored inside the
+    # model and make its bytes depend on the (temporary) output directory.
+    model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
-        model_prefix=str(prefix),
+        model_writer=model,
         model_type=config.model_type,
-        vocab_size=config.vocab_size,
+        vocab_size=vocab_size,
         character_coverage=config.character_coverage,
         byte_fallback=config.byte_fallback,
         split_digits=True,
@@ -63,6 +77,7 @@ def _train_one(lines: list[str], prefix: Path, config: TokenizerConfig) -> None:
         num_threads=2,
         minloglevel=2,
     )
+    prefix.with_suffix(".model").write_bytes(model.getvalue())
 
 
 def train_tokenizer(prepared_dir: Path, out_dir: Path, config: TokenizerConfig) -> None:
@@ -74,12 +89,11 @@ def train_tokenizer(prepared_dir: Path, out_dir: Path, config: TokenizerConfig) 
     with atomic_dir(out_dir) as temp:
         if config.joint:
             lines = sample_lines(list(files.values()), config.input_sentence_size, config.seed)
-            _train_one(lines, temp / "joint", config)
+            _train_one(lines, temp / "joint", config.vocab_size, config)
         else:
-            for lang, path in files.items():
-                _train_one(sample_lines([path], config.input_sentence_size, config.seed), temp / lang, config)
-        for vocab_file in temp.glob("*.vocab"):
-            vocab_file.unlink()  # the .model file holds the vocabulary too
+            for lang, vocab_size in (("en", config.vocab_size), ("ko", config.korean_vocab_size)):
+                lines = sample_lines([files[lang]], config.input_sentence_size, config.seed)
+                _train_one(lines, temp / lang, vocab_size, config)
 
 
 @dataclass

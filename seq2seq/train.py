@@ -16,6 +16,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,9 +29,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from seq2seq.checkpoint import read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
-from seq2seq.data import ParallelData, collate, make_batches
+from seq2seq.data import Batch, ParallelData, collate, make_batches
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -106,7 +107,11 @@ class Distributed:
         self.rank = int(os.environ.get("RANK", "0"))
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, timeout=timedelta(minutes=int(os.environ.get("SEQ2SEQ_DIST_TIMEOUT_MIN", "30"))))
+            # A dead rank or a missing rendezvous ends the run with an error after this, not a hang.
+            minutes = float(os.environ.get("SEQ2SEQ_DIST_TIMEOUT_MINUTES", "30"))
+            dist.init_process_group(backend, timeout=timedelta(minutes=minutes))
+            if device.type == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
     @property
     def is_main(self) -> bool:
@@ -153,12 +158,27 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
     }
 
 
+def backward(model: torch.nn.Module, batch: Batch, world: Distributed, config: TrainConfig, device: torch.device
+             ) -> tuple[torch.Tensor, int, float]:
+    """Forward and backward pass of one rank's batch, leaving gradients of the mean token loss over
+    the global batch (all ranks). Returns the summed loss, this rank's and all ranks' target tokens."""
+    tokens = batch.target_tokens
+    all_tokens = world.sum(tokens)
+    with autocast(device, config.bf16):
+        loss_sum = model(batch.source, batch.source_lengths, batch.target_input, batch.target_output,
+                         config.label_smoothing)
+    # DDP averages gradients over ranks; scaling by world / all_tokens makes that the global mean.
+    (loss_sum * (world.world / all_tokens)).backward()
+    return loss_sum.detach(), tokens, all_tokens
+
+
 class _StopRequested(Exception):
     pass
 
 
-def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False) -> Progress:
+def train(params: Params, paths: TrainPaths | None = None, resume: bool = False) -> Progress:
     """Run the training stage; returns the final `Progress`."""
+    paths = paths or TrainPaths()
     config = params.train
     device = pick_device(config.device)
     if config.threads:
@@ -191,7 +211,7 @@ def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False
     stop = {"requested": False}
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     bar = tqdm(total=config.max_steps, initial=progress.step, unit="step", disable=not world.is_main,
-               dynamic_ncols=True, desc="train")
+               dynamic_ncols=True, desc="train", mininterval=1 if sys.stderr.isatty() else 30)
     model.train()
     started = time.perf_counter() - progress.seconds
     interval_tokens, interval_start = 0, time.perf_counter()
@@ -226,10 +246,10 @@ def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False
             live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step})
             live.next_step()
             bar.write(f"step {progress.step}: valid loss {scores['loss']:.3f} ppl {scores['perplexity']:.1f} "
-                      f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)")
+                      f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)", file=sys.stderr)
             checkpoint(last_path)
             if improved:
-                checkpoint(best_path)
+                save_checkpoint(best_path, model, tokenizer, config.max_length)  # weights only: small
             should_stop = 0 < config.patience <= progress.validations_without_gain
         return world.broadcast_flag(should_stop)
 
@@ -245,16 +265,10 @@ def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False
                 if stop["requested"]:
                     raise _StopRequested
                 batch = collate(train_data, batches[first + world.rank]).to(device)
-                tokens = batch.target_tokens
-                all_tokens = world.sum(tokens)
                 lr = learning_rate(config, progress.step + 1, progress.lr_scale)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with autocast(device, config.bf16):
-                    loss_sum = trained(batch.source, batch.source_lengths, batch.target_input, batch.target_output,
-                                       config.label_smoothing)
-                # DDP averages gradients over ranks; scaling by world / all_tokens makes that the global mean.
-                (loss_sum * (world.world / all_tokens)).backward()
+                loss_sum, tokens, all_tokens = backward(trained, batch, world, config, device)
                 if config.clip_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
                 optimizer.step()
@@ -266,14 +280,14 @@ def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False
                 bar.update(1)
                 if progress.step % 10 == 0:
                     rate = interval_tokens / (time.perf_counter() - interval_start)
-                    bar.set_postfix(loss=f"{float(loss_sum) / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
+                    bar.set_postfix(loss=f"{loss_sum.item() / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
                                     lr=f"{lr:.2e}", epoch=progress.epoch)
                     interval_tokens, interval_start = 0, time.perf_counter()
                 last_step = progress.step >= config.max_steps
-                if progress.step % config.valid_every == 0 or last_step:
-                    if run_validation() or last_step:
-                        finished = True
-                        break
+                validating = progress.step % config.valid_every == 0 or last_step
+                if validating and (run_validation() or last_step):
+                    finished = True
+                    break
             else:
                 progress.epoch += 1
                 progress.batches_done = 0
@@ -282,7 +296,8 @@ def train(params: Params, paths: TrainPaths = TrainPaths(), resume: bool = False
     except (KeyboardInterrupt, _StopRequested):
         if world.is_main:
             checkpoint(last_path)
-            bar.write(f"interrupted at step {progress.step}: saved {last_path}; continue with `seq2seq train --resume`")
+            bar.write(f"interrupted at step {progress.step}: saved {last_path}; "
+                      "continue with `seq2seq train --resume`", file=sys.stderr)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
@@ -299,11 +314,11 @@ def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world
     state = content.get("training_state")
     if not state:
         raise UserError(f"{path} holds no training state to resume from")
+    load_weights(model, content["weights"], path)
     try:
-        model.load_state_dict(content["weights"])
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError) as error:
-        raise UserError(f"{path} does not match the model in params.yaml: {str(error).splitlines()[0]}") from None
+    except ValueError as error:
+        raise UserError(f"{path}: optimizer state does not fit params.yaml ({error})") from None
     progress = Progress(**state["progress"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])

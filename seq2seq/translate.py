@@ -51,7 +51,8 @@ class Translator:
         ids = self.tokenizer.encode_source([normalize(s) for s in sentences])
         for number, sequence in enumerate(ids, start=first_number):
             if len(sequence) > self.max_input_tokens:
-                self.warn(f"sentence {number} has {len(sequence)} tokens; translating its first {self.max_input_tokens}")
+                limit = self.max_input_tokens
+                self.warn(f"sentence {number} has {len(sequence)} tokens; translating its first {limit}")
                 del sequence[self.max_input_tokens :]
         return ids
 
@@ -91,8 +92,11 @@ class Translator:
         return source_pieces, target_pieces[: weights.size(0)], weights
 
 
-def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: torch.Tensor, path: Path) -> None:
+def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: torch.Tensor, path: Path,
+                   warn: Callable[[str], None] = _warn_on_stderr) -> None:
     """Draw the attention weights as a heatmap PNG: source pieces across, output pieces down."""
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,13 +109,17 @@ def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: 
                     if any(name in f.name for name in ("Nanum", "Noto Sans CJK", "Noto Sans KR", "UnDotum"))]
     if korean_fonts:
         plt.rcParams["font.family"] = korean_fonts[0]
-    figure, axes = plt.subplots(figsize=(max(4, 0.45 * len(source_pieces) + 2), max(3, 0.4 * len(target_pieces) + 2)))
+    else:
+        warn("no Korean font found (e.g. apt-get install fonts-nanum): Korean labels will show as boxes")
+    size = (max(4, 0.45 * len(source_pieces) + 2), max(3, 0.4 * len(target_pieces) + 2))
+    figure, axes = plt.subplots(figsize=size)
     axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
     axes.set_xticks(range(len(source_pieces)), source_pieces, rotation=90)
     axes.set_yticks(range(len(target_pieces)), target_pieces)
     axes.set_xlabel("source (English pieces)")
     axes.set_ylabel("output (Korean pieces)")
-    figure.tight_layout()
-    with atomic_path(path) as temp:
+    with atomic_path(path) as temp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.tight_layout()
         figure.savefig(temp, format="png", dpi=120)
     plt.close(figure)

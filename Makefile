@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine:
+#   make reproduce   virtual environment, `dvc pull` of the corpus, then `dvc repro` (about 30 min)
+#   make test        virtual environment, then the test suite (about 4 min)
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install reproduce test lint bench
+
+install: $(VENV)/.installed
+
+# torch==2.13.0 first: that exact pin takes the CPU wheel; an unpinned torch would pull a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+reproduce: install
+	$(BIN)/dvc pull data/raw.dvc
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check seq2seq tests bench 2>/dev/null || $(BIN)/ruff check seq2seq tests
+
+bench: install
+	$(BIN)/seq2seq bench train

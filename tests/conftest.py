@@ -1,0 +1,93 @@
+"""Shared fixtures: a tiny synthetic English-Korean corpus and a tiny pipeline run on it.
+
+The corpus is made from templates ("I ate an apple today." / "나는 오늘 사과를 먹었다."), so a
+model with a few thousand parameters can learn it in seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import Params, parse_params
+
+# Tiny models gain nothing from threads, and two busy OpenMP pools on two cores slow each other
+# down badly; this also reaches the subprocesses that tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SUBJECTS = [("I", "나는"), ("You", "너는"), ("He", "그는"), ("She", "그녀는"), ("We", "우리는"), ("They", "그들은")]
+OBJECTS = [("an apple", "사과를"), ("a book", "책을"), ("water", "물을"), ("bread", "빵을"), ("a letter", "편지를"),
+           ("music", "음악을")]
+VERBS = [("ate", "먹었다"), ("read", "읽었다"), ("bought", "샀다"), ("liked", "좋아했다")]
+TIMES = [("today", "오늘"), ("yesterday", "어제")]
+
+
+def toy_pairs() -> list[tuple[str, str]]:
+    """288 distinct template pairs."""
+    return [
+        (f"{s_en} {v_en} {o_en} {t_en}.", f"{s_ko} {t_ko} {o_ko} {v_ko}.")
+        for (s_en, s_ko), (o_en, o_ko), (v_en, v_ko), (t_en, t_ko) in itertools.product(SUBJECTS, OBJECTS, VERBS, TIMES)
+    ]
+
+
+def write_source(raw_dir: Path, name: str, pairs: list[tuple[str, str]]) -> None:
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    (raw_dir / f"{name}.en").write_text("".join(en + "\n" for en, _ in pairs), encoding="utf-8")
+    (raw_dir / f"{name}.ko").write_text("".join(ko + "\n" for _, ko in pairs), encoding="utf-8")
+
+
+def write_toy_corpus(raw_dir: Path) -> None:
+    """Sources `toy-a` and `toy-b` (train and test) and `toy-valid` (valid)."""
+    pairs = toy_pairs()
+    write_source(raw_dir, "toy-a", pairs[0::2])
+    write_source(raw_dir, "toy-b", pairs[1::2])
+    write_source(raw_dir, "toy-valid", pairs[::24])
+
+
+TINY_PARAMS = {
+    "prepare": {"sources": ["toy-a", "toy-b", "toy-valid"], "valid_sources": ["toy-valid"], "test_per_source": 6},
+    "tokenizer": {"vocab_size": 400, "korean_vocab_size": 400, "input_sentence_size": 10_000},
+    "model": {"embedding_size": 32, "encoder_hidden_size": 32, "decoder_hidden_size": 48, "dropout": 0.0},
+    "train": {"batch_tokens": 400, "max_steps": 100, "valid_every": 50, "valid_sentences": 12,
+              "learning_rate": 0.01, "warmup_steps": 10, "label_smoothing": 0.0, "bf16": False},
+    "evaluate": {"beam_size": 3, "batch_size": 8, "samples": 4},
+}
+
+
+def tiny_params(**sections: dict) -> Params:
+    """TINY_PARAMS with some sections' keys overridden."""
+    raw = {name: {**values, **sections.get(name, {})} for name, values in TINY_PARAMS.items()}
+    return parse_params(raw)
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory where prepare, tokenizer, encode and train have run on the toy corpus."""
+    from seq2seq.data import encode_splits
+    from seq2seq.prepare import prepare
+    from seq2seq.tokenizer import load_tokenizer, train_tokenizer
+    from seq2seq.train import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    params = tiny_params()
+    write_toy_corpus(root / "data/raw")
+    prepare(root / "data/raw", root / "data/prepared", root / "metrics/prepare.json", params.prepare)
+    train_tokenizer(root / "data/prepared", root / "models/tokenizer", params.tokenizer)
+    encode_splits(root / "data/prepared", load_tokenizer(root / "models/tokenizer"), root / "data/encoded")
+    train(params, tiny_paths(root))
+    return root
+
+
+def tiny_paths(root: Path):
+    from seq2seq.train import TrainPaths
+
+    return TrainPaths(
+        encoded_dir=root / "data/encoded",
+        prepared_dir=root / "data/prepared",
+        tokenizer_dir=root / "models/tokenizer",
+        model_dir=root / "models/model",
+        live_dir=root / "dvclive",
+    )

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from seq2seq.cli import main
+
+COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["train"], ["evaluate"], ["translate"], ["bench"],
+            ["bench", "train"], ["bench", "memory"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")
+def test_help(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "translate" in result.stdout
+
+
+def test_bad_params_give_one_line(tmp_path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  lerning_rate: 0.1\n")
+    result = CliRunner().invoke(main, ["train", "--params", str(params)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: unknown key 'train.lerning_rate' in params; valid keys: "
+        + result.stderr.split("valid keys: ")[1]
+    )
+    assert len(result.stderr.splitlines()) == 1 and "learning_rate" in result.stderr
+
+
+def test_missing_raw_data_says_dvc_pull(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("prepare:\n  sources: [a]\n  valid_sources: [b]\n")
+    result = CliRunner().invoke(main, ["prepare"])
+    assert result.exit_code == 1 and "dvc pull" in result.stderr

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import ConfigError, load_params, parse_params
+
+
+def test_repository_params_load() -> None:
+    params = load_params(Path(__file__).parent.parent / "params.yaml")
+    assert params.model.cell == "gru"
+    assert params.prepare.valid_sources == ["flores200-dev"]
+
+
+def test_missing_sections_take_defaults() -> None:
+    assert parse_params({}).train.batch_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"train": {"lerning_rate": 0.1}}, "unknown key 'train.lerning_rate'"),
+        ({"trian": {}}, "unknown key 'trian'"),
+        ({"model": {"cell": "transformer"}}, "model.cell"),
+        ({"model": {"attention": "cosine"}}, "model.attention"),
+        ({"model": {"decoder_hidden_size": 0}}, "model.decoder_hidden_size"),
+        ({"model": {"dropout": 1.0}}, "model.dropout"),
+        ({"model": {"dropout": -0.1}}, "model.dropout"),
+        ({"train": {"batch_tokens": "many"}}, "train.batch_tokens: expected int"),
+        ({"train": {"bf16": 1}}, "train.bf16: expected bool"),
+        ({"train": {"max_steps": True}}, "train.max_steps: expected int"),
+        ({"prepare": {"sources": "pydocs"}}, "prepare.sources: expected a list"),
+        ({"model": {"attention": "dot", "encoder_hidden_size": 256, "decoder_hidden_size": 256}}, "'dot' needs"),
+    ],
+)
+def test_bad_params_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw)
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_params({"train": {"lerning_rate": 0.1}})
+    assert "learning_rate" in str(error.value)
+
+
+def test_int_is_accepted_for_float() -> None:
+    assert parse_params({"train": {"learning_rate": 1}}).train.learning_rate == 1.0
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")

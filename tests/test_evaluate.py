@@ -1,0 +1,27 @@
+import json
+from pathlib import Path
+
+import sacrebleu
+
+from seq2seq.evaluate import evaluate
+from tests.conftest import tiny_params
+
+
+def test_evaluate_writes_metrics_that_sacrebleu_reproduces(tiny_workdir: Path, tmp_path: Path) -> None:
+    config = tiny_params().evaluate
+    metrics = evaluate(tiny_workdir / "models/model/best.pt", tiny_workdir / "data/prepared",
+                       tmp_path / "metrics.json", tmp_path / "hyps.ko", tmp_path / "samples.md", config)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    hypotheses = (tmp_path / "hyps.ko").read_text(encoding="utf-8").splitlines()
+    references = (tiny_workdir / "data/prepared/test.ko").read_text(encoding="utf-8").splitlines()
+    assert len(hypotheses) == len(references) == metrics["sentences"]
+    assert metrics["test"]["chrf"] == round(sacrebleu.corpus_chrf(hypotheses, [references]).score, 2)
+    assert metrics["test"]["bleu"] == round(sacrebleu.corpus_bleu(hypotheses, [references]).score, 2)
+    mecab = sacrebleu.BLEU(tokenize="ko-mecab").corpus_score(hypotheses, [references]).score
+    assert metrics["test"]["bleu_ko_mecab"] == round(mecab, 2)
+    assert metrics["test"]["chrf"] > 50
+    assert set(metrics["per_source"]) == {"toy-a", "toy-b"}
+    assert "tok:ko-mecab" in metrics["signatures"]["bleu_ko_mecab"]
+    assert metrics["sentences_per_second"] > 0
+    samples = (tmp_path / "samples.md").read_text(encoding="utf-8").splitlines()
+    assert samples[0].startswith("| source | English | reference | output |") and len(samples) == 2 + 4

@@ -1,0 +1,94 @@
+import itertools
+
+import pytest
+import torch
+
+from seq2seq.config import parse_params
+from seq2seq.data import pad
+from seq2seq.model import Seq2Seq
+from seq2seq.search import greedy_search, max_output_lengths
+from seq2seq.tokenizer import BOS_ID, EOS_ID
+
+VOCAB = 20
+
+
+def model_config(**overrides):
+    values = {"embedding_size": 16, "encoder_hidden_size": 12, "decoder_hidden_size": 24, "dropout": 0.0}
+    return parse_params({"model": {**values, **overrides}}).model
+
+
+def batch(sequences: list[list[int]]):
+    source = pad([torch.tensor(s) for s in sequences])
+    return source, torch.tensor([len(s) for s in sequences])
+
+
+@pytest.mark.parametrize(
+    ("cell", "attention", "input_feeding", "layers"),
+    [(c, a, f, 1) for c, a, f in itertools.product(["gru", "lstm", "rnn"], ["dot", "general", "bahdanau"],
+                                                    [False, True])] + [("lstm", "general", False, 2)],
+)
+def test_shapes_for_every_cell_and_attention(cell: str, attention: str, input_feeding: bool, layers: int) -> None:
+    config = model_config(cell=cell, attention=attention, input_feeding=input_feeding, encoder_layers=layers,
+                          decoder_layers=layers, **({"decoder_hidden_size": 24, "encoder_hidden_size": 12}))
+    model = Seq2Seq(config, VOCAB, VOCAB + 3)
+    source, lengths = batch([[5, 6, 7, 8], [9, 10]])
+    memory, state = model.encode(source, lengths)
+    assert memory.values.shape == (2, 4, 24)
+    assert memory.keys.shape == (2, 4, 24)
+    target = torch.tensor([[BOS_ID, 4, 5], [BOS_ID, 6, 0]])
+    attentional, weights = model.decoder(target, memory, state)
+    assert attentional.shape == (2, 3, 16)
+    assert weights.shape == (2, 3, 4)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 3))
+    assert torch.all(weights[1, :, 2:] == 0)  # padding gets no attention
+    assert model.decoder.logits(attentional).shape == (2, 3, VOCAB + 3)
+    loss = model(source, lengths, target, torch.tensor([[4, 5, EOS_ID], [6, EOS_ID, 0]]))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ["general", "bahdanau"])
+def test_padding_changes_nothing(cell: str, attention: str) -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(model_config(cell=cell, attention=attention), VOCAB, VOCAB).eval()
+    alone, alone_lengths = batch([[5, 6, 7]])
+    padded, padded_lengths = batch([[5, 6, 7], [8, 9, 10, 11, 12, 13, 14]])
+    target = torch.tensor([[BOS_ID, 4, 5, 6]])
+    with torch.no_grad():
+        out_alone, w_alone = model.decoder(target, *model.encode(alone, alone_lengths))
+        out_padded, w_padded = model.decoder(target.repeat(2, 1), *model.encode(padded, padded_lengths))
+        loss_alone = model(alone, alone_lengths, target, torch.tensor([[4, 5, 6, EOS_ID]]))
+        with_pad_target = model(alone, alone_lengths, torch.tensor([[BOS_ID, 4, 5, 6, 0, 0]]),
+                                torch.tensor([[4, 5, 6, EOS_ID, 0, 0]]))
+    assert torch.allclose(out_alone[0], out_padded[0], atol=1e-6)
+    assert torch.allclose(w_alone[0], w_padded[0, :, :3], atol=1e-6)
+    assert torch.allclose(loss_alone, with_pad_target, atol=1e-6)
+
+
+def test_tied_embeddings_share_one_matrix() -> None:
+    model = Seq2Seq(model_config(tie_embeddings=True), VOCAB, VOCAB)
+    assert model.decoder.output.weight is model.decoder.embedding.weight
+    untied = Seq2Seq(model_config(tie_embeddings=False), VOCAB, VOCAB)
+    assert model.parameter_count() < untied.parameter_count()
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_tiny_model_overfits_a_handful_of_pairs(input_feeding: bool) -> None:
+    torch.manual_seed(0)
+    pairs = [([5, 6, 7], [10, 11]), ([8, 9], [12, 13, 14]), ([5, 9, 6, 8], [15, 10, 16]), ([7], [17])]
+    model = Seq2Seq(model_config(input_feeding=input_feeding), VOCAB, VOCAB)
+    source, lengths = batch([s for s, _ in pairs])
+    target_input = pad([torch.tensor(t) for _, t in pairs], prefix=[BOS_ID])
+    target_output = pad([torch.tensor(t) for _, t in pairs], suffix=[EOS_ID])
+    tokens = int((target_output != 0).sum())
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(150):
+        loss = model(source, lengths, target_input, target_output) / tokens
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    model.eval()
+    outputs = greedy_search(model, source, lengths, max_output_lengths(lengths, 2.0))
+    assert [h.tokens for h in outputs] == [t for _, t in pairs]

@@ -1,0 +1,96 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from seq2seq.checkpoint import load_model, read_checkpoint
+from seq2seq.config import parse_params
+from seq2seq.train import learning_rate, train
+from tests.conftest import TINY_PARAMS, tiny_params, tiny_paths
+
+
+def test_training_learns_and_writes_outputs(tiny_workdir: Path) -> None:
+    metrics = json.loads((tiny_workdir / "dvclive/metrics.json").read_text())
+    assert metrics["best_valid_chrf"] > 50  # the template language is easy to learn
+    assert (tiny_workdir / "dvclive/plots/metrics/valid/chrf.tsv").exists()
+    model, tokenizer, content = load_model(tiny_workdir / "models/model/best.pt")
+    assert content["training_state"] is None  # best.pt is weights only; last.pt can resume
+    assert read_checkpoint(tiny_workdir / "models/model/last.pt")["training_state"]["progress"]["step"] == 100
+
+
+def test_learning_rate_schedule() -> None:
+    config = parse_params({"train": {"learning_rate": 1.0, "warmup_steps": 10}}).train
+    assert learning_rate(config, 5, 1.0) == pytest.approx(0.5)
+    assert learning_rate(config, 10, 1.0) == pytest.approx(1.0)
+    assert learning_rate(config, 40, 1.0) == pytest.approx(0.5)
+    assert learning_rate(config, 40, 0.5) == pytest.approx(0.25)
+    constant = parse_params({"train": {"learning_rate": 1.0, "warmup_steps": 10, "schedule": "constant"}}).train
+    assert learning_rate(constant, 400, 1.0) == pytest.approx(1.0)
+
+
+def copy_data(source: Path, target: Path) -> None:
+    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source / part, target / part)
+
+
+def test_resume_continues_exactly(tiny_workdir: Path, tmp_path: Path) -> None:
+    """Stopping after k steps and resuming gives the same parameters as an uninterrupted run."""
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for root in (straight, stopped):
+        copy_data(tiny_workdir, root)
+    dropout = {"dropout": 0.3}  # so that the random generator state matters
+    train(tiny_params(train={"valid_every": 7, "max_steps": 45}, model=dropout), tiny_paths(straight))
+    train(tiny_params(train={"valid_every": 7, "max_steps": 21}, model=dropout), tiny_paths(stopped))
+    progress = train(tiny_params(train={"valid_every": 7, "max_steps": 45}, model=dropout), tiny_paths(stopped),
+                     resume=True)
+    assert progress.step == 45 and progress.epoch >= 1  # crossed an epoch boundary
+    a = read_checkpoint(straight / "models/model/last.pt")
+    b = read_checkpoint(stopped / "models/model/last.pt")
+    for name, tensor in a["weights"].items():
+        assert torch.equal(tensor, b["weights"][name]), name
+    scores = [[(h["step"], h["chrf"], h["loss"]) for h in checkpoint["training_state"]["progress"]["history"]]
+              for checkpoint in (a, b)]
+    assert scores[0] == scores[1]
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    raw = {name: dict(values) for name, values in TINY_PARAMS.items()}
+    raw["train"].update(max_steps=100_000, valid_every=5)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    process = subprocess.Popen([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "models/model/last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stderr
+    step = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"]
+    assert step >= 5
+    raw["train"].update(max_steps=step + 3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == step + 3
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no model at") and "Traceback" not in result.stderr
