@@ -124,6 +124,10 @@ class Distributed:
         dist.all_reduce(tensor)
         return float(tensor)
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank if `flag` is True on any."""
+        return self.sum(float(flag)) > 0
+
     def broadcast_flag(self, flag: bool) -> bool:
         if self.world == 1:
             return flag
@@ -172,10 +176,6 @@ def backward(model: torch.nn.Module, batch: Batch, world: Distributed, config: T
     return loss_sum.detach(), tokens, all_tokens
 
 
-class _StopRequested(Exception):
-    pass
-
-
 def train(params: Params, paths: TrainPaths | None = None, resume: bool = False) -> Progress:
     """Run the training stage; returns the final `Progress`."""
     paths = paths or TrainPaths()
@@ -208,8 +208,15 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         live.log_param("parameters", model.parameter_count())
 
+    # Ctrl-C or SIGTERM stops at the next step boundary, so last.pt is always a consistent state;
+    # a second Ctrl-C stops at once (the last.pt of the previous validation stays intact).
     stop = {"requested": False}
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+
+    def request_stop(*_) -> None:
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     bar = tqdm(total=config.max_steps, initial=progress.step, unit="step", disable=not world.is_main,
                dynamic_ncols=True, desc="train", mininterval=1 if sys.stderr.isatty() else 30)
     model.train()
@@ -262,8 +269,8 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                 raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
             usable = len(batches) - len(batches) % world.world
             for first in range(progress.batches_done, usable, world.world):
-                if stop["requested"]:
-                    raise _StopRequested
+                if world.any(stop["requested"]):
+                    raise KeyboardInterrupt
                 batch = collate(train_data, batches[first + world.rank]).to(device)
                 lr = learning_rate(config, progress.step + 1, progress.lr_scale)
                 for group in optimizer.param_groups:
@@ -293,14 +300,15 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                 progress.batches_done = 0
         if not finished and progress.step % config.valid_every != 0:
             run_validation()  # max_epochs ended between validations
-    except (KeyboardInterrupt, _StopRequested):
+    except KeyboardInterrupt:
         if world.is_main:
             checkpoint(last_path)
             bar.write(f"interrupted at step {progress.step}: saved {last_path}; "
                       "continue with `seq2seq train --resume`", file=sys.stderr)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         bar.close()
         if live is not None:
             live.end()
