@@ -102,9 +102,9 @@ class TrainConfig:
     batch_tokens: int = 4096
     max_length: int = 100
     optimizer: Literal["adam", "adamw"] = "adam"
-    learning_rate: float = 0.002
+    learning_rate: float = 0.003
     weight_decay: float = 0.0
-    warmup_steps: int = 200
+    warmup_steps: int = 150
     schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
     label_smoothing: float = 0.1
     clip_grad_norm: float = 1.0
