@@ -49,19 +49,20 @@ def training_throughput(model_config: ModelConfig, params: Params, data: Paralle
     return tokens / (time.perf_counter() - started)
 
 
-def bench_train(params: Params, steps: int, warmup: int, naive: bool,
-                encoded_dir: Path = Path("data/encoded")) -> Iterator[str]:
+def bench_train(params: Params, steps: int, warmup: int, naive: bool, encoded_dir: Path = Path("data/encoded"),
+                tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
     """Yield report lines: the configured model's tokens/s and, with `naive`, the step-by-step decoder's."""
     from seq2seq.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(Path("models/tokenizer"))
+    tokenizer = load_tokenizer(tokenizer_dir)
     vocab_sizes = (tokenizer.source.get_piece_size(), tokenizer.target.get_piece_size())
     data = ParallelData.open(encoded_dir, "train")
     variants = {"configured": params.model}
     if naive:
         variants["step-by-step (input feeding)"] = dataclasses.replace(params.model, input_feeding=True)
-    yield (f"device {pick_device(params.train.device)}, threads {torch.get_num_threads()}, bf16 {params.train.bf16}, "
-           f"batch_tokens {params.train.batch_tokens}, {steps} steps after {warmup} warm-up")
+    config = params.train
+    yield (f"device {pick_device(config.device)}, threads {torch.get_num_threads()}, bf16 {config.bf16}, "
+           f"batch_tokens {config.batch_tokens}, vocabularies {vocab_sizes}, {steps} steps after {warmup} warm-up")
     rates = {}
     for name, model_config in variants.items():
         parameters = Seq2Seq(model_config, *vocab_sizes).parameter_count()
@@ -133,3 +134,18 @@ def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("
                 f"os.chdir({str(work)!r}); train(load_params('params.yaml'))")
             yield (f"{scale:>3}x ({pairs:,} train pairs): peak RSS prepare {prepare_mib:,.0f} MiB, "
                    f"encode {encode_mib:,.0f} MiB, train ({steps} steps) {train_mib:,.0f} MiB")
+
+
+def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int], batch_size: int,
+                    limit: int) -> Iterator[str]:
+    """Yield report lines: translation throughput in sentences/s for each beam size."""
+    from seq2seq.translate import Translator
+
+    sentences = sources_path.read_text(encoding="utf-8").splitlines()[:limit]
+    yield f"{len(sentences)} sentences of {sources_path}, batch size {batch_size}, threads {torch.get_num_threads()}"
+    for beam_size in beam_sizes:
+        translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size)
+        started = time.perf_counter()
+        translator.translate(sentences)
+        seconds = time.perf_counter() - started
+        yield f"beam {beam_size}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"

@@ -105,8 +105,9 @@ def train(params_path: Path, resume: bool) -> None:
         sys.exit(subprocess.call([*command, "--resume"] if resume else command))
     progress = run(params, resume=resume)
     if progress.best_step:
-        click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; "
-                   f"{progress.step} steps in {progress.seconds / 60:.1f} min")
+        click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; {progress.step} steps "
+                   f"in {progress.seconds / 60:.1f} min ({progress.target_tokens / progress.seconds:,.0f} target "
+                   "tokens/s, validation included)")
 
 
 @main.command()
@@ -167,12 +168,16 @@ def bench() -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed first steps.")
 @click.option("--naive/--no-naive", default=True, show_default=True,
               help="Also time the step-by-step (input-feeding) decoder for comparison.")
-def bench_train(params_path: Path, steps: int, warmup: int, naive: bool) -> None:
+@click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default="data/encoded", show_default=True)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default="models/tokenizer",
+              show_default=True)
+def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded_dir: Path,
+                tokenizer_dir: Path) -> None:
     """Steady-state training throughput in target tokens per second."""
     from seq2seq.bench import bench_train as run
     from seq2seq.config import load_params
 
-    for line in run(load_params(params_path), steps, warmup, naive):
+    for line in run(load_params(params_path), steps, warmup, naive, encoded_dir, tokenizer_dir):
         click.echo(line)
 
 
@@ -187,6 +192,25 @@ def bench_memory(params_path: Path, copies: int, steps: int) -> None:
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):
+        click.echo(line)
+
+
+@bench.command("translate")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default="data/prepared/test.en",
+              show_default=True, help="English sentences, one per line.")
+@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many lines.")
+def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int, ...], batch_size: int,
+                    limit: int) -> None:
+    """Translation throughput in sentences per second, greedy and beam search."""
+    from seq2seq.bench import bench_translate as run
+
+    if not sources_path.exists():
+        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
+    for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit):
         click.echo(line)
 
 
