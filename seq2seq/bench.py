@@ -1,4 +1,4 @@
-"""Benchmarks: training throughput on the real encoded train split.
+"""Benchmarks on the real data: training throughput, translation throughput, peak memory.
 
 Speed is measured here, not in tests. The machine is noisy, so compare variants as ratios
 within one run.
@@ -15,8 +15,9 @@ import torch
 
 from seq2seq.config import ModelConfig, Params
 from seq2seq.data import ParallelData, collate, make_batches
+from seq2seq.device import pick_device
 from seq2seq.model import Seq2Seq
-from seq2seq.train import autocast, learning_rate, pick_device
+from seq2seq.train import Distributed, learning_rate, make_optimizer, train_step
 
 
 def training_throughput(model_config: ModelConfig, params: Params, data: ParallelData, vocab_sizes: tuple[int, int],
@@ -26,7 +27,8 @@ def training_throughput(model_config: ModelConfig, params: Params, data: Paralle
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model = Seq2Seq(model_config, *vocab_sizes).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(config, 1, 1.0))
+    optimizer = make_optimizer(model, config)
+    world = Distributed(device)  # a single process
     batches = make_batches(data.source.lengths, data.target.lengths, config.batch_tokens, config.max_length,
                            config.seed)
     tokens, started = 0, 0.0
@@ -36,14 +38,7 @@ def training_throughput(model_config: ModelConfig, params: Params, data: Paralle
                 torch.cuda.synchronize()
             tokens, started = 0, time.perf_counter()
         batch = collate(data, batches[index % len(batches)]).to(device)
-        with autocast(device, config.bf16):
-            loss = model(batch.source, batch.source_lengths, batch.target_input, batch.target_output,
-                         config.label_smoothing)
-        (loss / batch.target_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm or float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += batch.target_tokens
+        tokens += train_step(model, optimizer, batch, learning_rate(config, 1000, 1.0), world, config, device)[1]
     if device.type == "cuda":
         torch.cuda.synchronize()
     return tokens / (time.perf_counter() - started)
@@ -95,7 +90,8 @@ def _peak_rss_mib(code: str) -> float:
     probe = f"{code}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(result.stderr.strip().splitlines()[-1])
+        last_line = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise RuntimeError(f"benchmark subprocess failed: {last_line}")
     return int(result.stdout.strip().splitlines()[-1]) / 1024
 
 

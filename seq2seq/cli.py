@@ -140,8 +140,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, atte
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line)."""
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
-    if attention_png and len(sentences) != 1:
-        raise UserError("--attention draws one sentence: pass exactly one SENTENCE")
+    if attention_png and (len(sentences) != 1 or sentences == ("-",)):
+        raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
     from seq2seq.translate import Translator, plot_attention
 
     translator = Translator(model_path, beam_size=beam_size, device=device)

@@ -8,6 +8,7 @@ memory never becomes Python objects.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,8 @@ class TokenArray:
         return np.diff(self.offsets)
 
 
-def write_token_array(prefix: Path, sequences_in_chunks) -> None:
-    """Stream chunks of id sequences into `PREFIX.ids` and `PREFIX.offsets.npy`."""
+def write_token_array(prefix: Path, sequences_in_chunks: Iterable[list[list[int]]]) -> int:
+    """Stream chunks of id sequences into `PREFIX.ids` and `PREFIX.offsets.npy`; returns the token count."""
     offsets = [0]
     with open(f"{prefix}.ids", "wb") as ids_file:
         for chunk in sequences_in_chunks:
@@ -58,6 +59,7 @@ def write_token_array(prefix: Path, sequences_in_chunks) -> None:
             if chunk:
                 np.concatenate([np.asarray(s, dtype=ID_DTYPE) for s in chunk]).tofile(ids_file)
     np.save(f"{prefix}.offsets.npy", np.asarray(offsets, dtype=np.int64))
+    return offsets[-1]
 
 
 def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk_lines: int = 10_000) -> dict:
@@ -73,8 +75,7 @@ def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk
                 with path.open(encoding="utf-8") as handle:
                     lines = (line.rstrip("\n") for line in handle)
                     chunks = (encode(chunk) for chunk in batched(lines, chunk_lines))
-                    write_token_array(temp / f"{split}.{lang}", chunks)
-                counts[split][lang] = int(TokenArray.open(temp / f"{split}.{lang}").offsets[-1])
+                    counts[split][lang] = write_token_array(temp / f"{split}.{lang}", chunks)
     return counts
 
 
@@ -149,12 +150,13 @@ class Batch:
         return int((self.target_output != PAD_ID).sum())
 
 
-def pad(sequences: list[np.ndarray], prefix: list[int] = (), suffix: list[int] = ()) -> torch.Tensor:
+def pad(sequences: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: Sequence[int] = ()) -> torch.Tensor:
     """(B, longest) int64 tensor of `prefix + sequence + suffix`, padded with PAD_ID."""
     width = max(len(s) for s in sequences) + len(prefix) + len(suffix)
     out = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
     for row, sequence in enumerate(sequences):
-        values = np.concatenate([prefix, sequence, suffix]) if prefix or suffix else sequence
+        values = np.concatenate([np.asarray(prefix, np.int64), np.asarray(sequence, np.int64),
+                                 np.asarray(suffix, np.int64)])
         out[row, : len(values)] = values
     return torch.from_numpy(out)
 

@@ -46,6 +46,9 @@ def evaluate(
 ) -> dict:
     """Run the stage; returns the metrics it writes."""
     sources, references, tags = (_read_lines(prepared_dir / f"test.{kind}") for kind in ("en", "ko", "source"))
+    if not len(sources) == len(references) == len(tags):
+        raise UserError(f"{prepared_dir}/test.{{en,ko,source}} have {len(sources)}, {len(references)} and "
+                        f"{len(tags)} lines; rerun the prepare stage")
     translator = Translator(model_path, config.beam_size, config.length_penalty, config.max_output_ratio,
                             config.batch_size, device)
     started = time.perf_counter()

@@ -124,7 +124,7 @@ class Attention(nn.Module):
 
 @dataclass
 class Memory:
-    """What the decoder needs from the encoder; `repeat` makes copies for beam search.
+    """What the decoder needs from the encoder; `index_select` picks (and repeats) rows for beam search.
 
     values: (B, S, encoder output size); keys: (B, S, decoder hidden size); mask: (B, S)
     """
@@ -180,7 +180,8 @@ class Decoder(nn.Module):
         return Memory(encoder_outputs, self.attention.project_keys(encoder_outputs), source_mask)
 
     def initial_state(self, encoder_final: State) -> DecoderState:
-        """Each decoder layer starts from tanh(W · encoder final state); an LSTM cell state likewise."""
+        """Each decoder layer starts from tanh(W · encoder final state); for an LSTM the same W maps
+        the final cell state to the initial cell state."""
         layers = self.config.decoder_layers
 
         def bridge(final: torch.Tensor) -> torch.Tensor:  # (B, encoder output) -> (layers, B, H)

@@ -14,6 +14,7 @@ more than `max_length_ratio`, or it repeats an earlier pair exactly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import re
@@ -77,8 +78,10 @@ def _count_lines(path: Path) -> int:
 
 def read_pairs(raw_dir: Path, source: str) -> Iterator[tuple[str, str]]:
     """Stream the normalised (English, Korean) pairs of one source."""
-    with (raw_dir / f"{source}.en").open(encoding="utf-8") as en, (raw_dir / f"{source}.ko").open(
-        encoding="utf-8"
+    # newline="\n": lines end at LF only, as `_count_lines` counts them; a stray CR is a control
+    # character that `normalize` removes.
+    with (raw_dir / f"{source}.en").open(encoding="utf-8", newline="\n") as en, (raw_dir / f"{source}.ko").open(
+        encoding="utf-8", newline="\n"
     ) as ko:
         for english, korean in zip(en, ko, strict=True):
             yield normalize(english), normalize(korean)
@@ -113,9 +116,9 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, config: PrepareConfi
     def leaks(english: str, korean: str) -> bool:
         return _digest(english) in held_out or _digest(korean) in held_out
 
-    with atomic_dir(out_dir) as temp:
+    with atomic_dir(out_dir) as temp, contextlib.ExitStack() as files:
         outputs = {
-            (split, kind): (temp / f"{split}.{kind}").open("w", encoding="utf-8")
+            (split, kind): files.enter_context((temp / f"{split}.{kind}").open("w", encoding="utf-8"))
             for split in SPLITS
             for kind in (*LANGUAGES, "source")
         }
@@ -160,8 +163,7 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, config: PrepareConfi
                     dropped["overlap"] += 1
                 else:
                     write("train", source, english, korean)
-        for handle in outputs.values():
-            handle.close()
+        files.close()  # flushed before atomic_dir moves the directory into place
 
     stats = {
         "pairs": {split: sum(kept[split].values()) for split in SPLITS},

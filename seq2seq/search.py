@@ -7,6 +7,7 @@ exactly the greedy choices.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,8 +19,9 @@ from seq2seq.tokenizer import BOS_ID, EOS_ID
 
 @dataclass
 class Hypothesis:
-    """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included)
-    and the attention weights (len(tokens) + 1 steps, source length)."""
+    """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included
+    when it ended with EOS) and the attention weights (one row per decoding step, up to
+    len(tokens) + 1; one column per source token)."""
 
     tokens: list[int]
     score: float
@@ -145,7 +147,7 @@ def search(
 
 def translate_ids(
     model: Seq2Seq,
-    sequences: list[list[int]] | list,
+    sequences: Sequence[Sequence[int]],
     batch_size: int = 64,
     beam_size: int = 1,
     length_penalty: float = 1.0,

@@ -18,7 +18,6 @@ import random
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm import tqdm
 from seq2seq.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, make_batches
+from seq2seq.device import autocast, pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -63,27 +63,6 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    """`auto` is CUDA where present, else CPU; asking for CUDA without it is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: cuda was asked for, but torch sees no CUDA GPU (use device: auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 mixed precision where the hardware runs it natively, else a no-op context."""
-    if not enabled:
-        return nullcontext()
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
-            torch.cpu._is_avx512_bf16_supported():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     """Linear warm-up over `warmup_steps`, then inverse square root decay (or constant), times the
     plateau scale (halved after each validation without gain when schedule is `plateau`)."""
@@ -105,6 +84,7 @@ class Distributed:
     def __init__(self, device: torch.device) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device  # nccl reduces CUDA tensors only
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             # A dead rank or a missing rendezvous ends the run with an error after this, not a hang.
@@ -120,7 +100,7 @@ class Distributed:
     def sum(self, value: float) -> float:
         if self.world == 1:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return float(tensor)
 
@@ -128,12 +108,13 @@ class Distributed:
         """True on every rank if `flag` is True on any."""
         return self.sum(float(flag)) > 0
 
-    def broadcast_flag(self, flag: bool) -> bool:
+    def broadcast(self, values: list[float]) -> list[float]:
+        """Rank 0's `values` on every rank."""
         if self.world == 1:
-            return flag
-        tensor = torch.tensor([int(flag)])
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.broadcast(tensor, src=0)
-        return bool(tensor)
+        return tensor.tolist()
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
@@ -160,6 +141,29 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
         "perplexity": math.exp(min(loss, 50.0)),
         "chrf": sacrebleu.corpus_chrf(outputs, [references[:count]]).score,
     }
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, acted on at a step boundary, where the training state is consistent."""
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def train_step(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lr: float,
+               world: Distributed, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, int, float]:
+    """One update: forward, backward, gradient clipping, optimizer step. `trained` is the model or
+    its DDP wrapper. Returns what `backward` returns."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    result = backward(trained, batch, world, config, device)
+    if config.clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), config.clip_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return result
 
 
 def backward(model: torch.nn.Module, batch: Batch, world: Distributed, config: TrainConfig, device: torch.device
@@ -191,8 +195,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
     references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
 
     model = Seq2Seq(params.model, tokenizer.source.get_piece_size(), tokenizer.target.get_piece_size()).to(device)
-    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     progress = Progress()
     last_path, best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
     if resume:
@@ -208,8 +211,8 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         live.log_param("parameters", model.parameter_count())
 
-    # Ctrl-C or SIGTERM stops at the next step boundary, so last.pt is always a consistent state;
-    # a second Ctrl-C stops at once (the last.pt of the previous validation stays intact).
+    # Ctrl-C or SIGTERM stops at the next step boundary and saves last.pt there; a second Ctrl-C
+    # stops at once without saving (the last.pt already on disk is whole: writes are atomic).
     stop = {"requested": False}
 
     def request_stop(*_) -> None:
@@ -228,7 +231,8 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         state = {
             "progress": vars(progress),
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
         save_checkpoint(path, model, tokenizer, config.max_length, state)
 
@@ -258,7 +262,9 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
             if improved:
                 save_checkpoint(best_path, model, tokenizer, config.max_length)  # weights only: small
             should_stop = 0 < config.patience <= progress.validations_without_gain
-        return world.broadcast_flag(should_stop)
+        # Every rank must follow rank 0's decisions, or the model copies drift apart.
+        should_stop, progress.lr_scale = world.broadcast([float(should_stop), progress.lr_scale])
+        return bool(should_stop)
 
     try:
         finished = progress.step >= config.max_steps
@@ -268,18 +274,15 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
             if not batches:
                 raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
             usable = len(batches) - len(batches) % world.world
+            if usable == 0:
+                raise UserError(f"{len(batches)} batches cannot be shared by {world.world} processes; "
+                                "lower train.batch_tokens or train.nproc")
             for first in range(progress.batches_done, usable, world.world):
                 if world.any(stop["requested"]):
-                    raise KeyboardInterrupt
+                    raise StopRequested
                 batch = collate(train_data, batches[first + world.rank]).to(device)
                 lr = learning_rate(config, progress.step + 1, progress.lr_scale)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss_sum, tokens, all_tokens = backward(trained, batch, world, config, device)
-                if config.clip_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                loss_sum, tokens, all_tokens = train_step(trained, optimizer, batch, lr, world, config, device)
                 progress.step += 1
                 progress.batches_done = first + world.world
                 progress.target_tokens += int(all_tokens)
@@ -300,7 +303,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                 progress.batches_done = 0
         if not finished and progress.step % config.valid_every != 0:
             run_validation()  # max_epochs ended between validations
-    except KeyboardInterrupt:
+    except StopRequested:
         if world.is_main:
             checkpoint(last_path)
             bar.write(f"interrupted at step {progress.step}: saved {last_path}; "
@@ -331,6 +334,8 @@ def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
+    if state["rng"].get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     if world.rank > 0:  # rank 0's generator was saved; the others only need to differ from it
         torch.manual_seed(torch.initial_seed() + world.rank + progress.step)
     return progress

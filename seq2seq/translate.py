@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from seq2seq.checkpoint import load_model
+from seq2seq.device import pick_device
+from seq2seq.errors import UserError
 from seq2seq.prepare import normalize
 from seq2seq.search import Hypothesis, translate_ids
 from seq2seq.tokenizer import batched
@@ -37,8 +39,7 @@ class Translator:
         device: str = "cpu",
         warn: Callable[[str], None] = _warn_on_stderr,
     ) -> None:
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.model, self.tokenizer, content = load_model(model_path, self.device)
         self.max_input_tokens = content.get("max_source_length") or 200
         self.beam_size = beam_size
@@ -58,7 +59,9 @@ class Translator:
 
     def hypotheses(self, sentences: list[str], first_number: int = 1) -> list[Hypothesis | None]:
         """Best hypothesis per sentence (None for an empty one)."""
-        ids = self._source_ids(sentences, first_number)
+        return self._search(self._source_ids(sentences, first_number))
+
+    def _search(self, ids: list[list[int]]) -> list[Hypothesis | None]:
         present = [i for i, sequence in enumerate(ids) if sequence]
         results: list[Hypothesis | None] = [None] * len(ids)
         found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, self.beam_size,
@@ -82,10 +85,10 @@ class Translator:
 
     def attention(self, sentence: str) -> tuple[list[str], list[str], torch.Tensor]:
         """Source pieces, output pieces (EOS last) and the (output, source) attention weights."""
-        (hypothesis,) = self.hypotheses([sentence])
-        if hypothesis is None:
-            raise ValueError("cannot draw attention for an empty sentence")
         source_ids = self._source_ids([sentence])[0]
+        (hypothesis,) = self._search([source_ids])
+        if hypothesis is None:
+            raise UserError("the sentence is empty after normalisation: no attention to draw")
         source_pieces = [self.tokenizer.source.id_to_piece(i) for i in source_ids]
         target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
         weights = hypothesis.attention[: len(target_pieces)]

@@ -57,6 +57,15 @@ TINY_PARAMS = {
 }
 
 
+def padded(sequences: list[list[int]]):
+    """(source ids (B, S) padded, lengths (B,)) of id lists."""
+    import torch
+
+    from seq2seq.data import pad
+
+    return pad(sequences), torch.tensor([len(s) for s in sequences])
+
+
 def tiny_params(**sections: dict) -> Params:
     """TINY_PARAMS with some sections' keys overridden."""
     raw = {name: {**values, **sections.get(name, {})} for name, values in TINY_PARAMS.items()}

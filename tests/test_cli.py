@@ -27,10 +27,7 @@ def test_bad_params_give_one_line(tmp_path) -> None:
     params.write_text("train:\n  lerning_rate: 0.1\n")
     result = CliRunner().invoke(main, ["train", "--params", str(params)])
     assert result.exit_code == 1
-    assert result.stderr == (
-        "error: unknown key 'train.lerning_rate' in params; valid keys: "
-        + result.stderr.split("valid keys: ")[1]
-    )
+    assert result.stderr.startswith("error: unknown key 'train.lerning_rate' in params; valid keys: ")
     assert len(result.stderr.splitlines()) == 1 and "learning_rate" in result.stderr
 
 

@@ -61,5 +61,6 @@ def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path,
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "step 5: valid" not in result.stderr and "step 13: valid" in result.stderr
     progress = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]
     assert progress["step"] == 13

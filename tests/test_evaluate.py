@@ -25,3 +25,18 @@ def test_evaluate_writes_metrics_that_sacrebleu_reproduces(tiny_workdir: Path, t
     assert metrics["sentences_per_second"] > 0
     samples = (tmp_path / "samples.md").read_text(encoding="utf-8").splitlines()
     assert samples[0].startswith("| source | English | reference | output |") and len(samples) == 2 + 4
+
+
+def test_misaligned_test_split_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from seq2seq.errors import UserError
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(tiny_workdir / "data/prepared", prepared)
+    (prepared / "test.ko").write_text("하나\n", encoding="utf-8")
+    with pytest.raises(UserError, match="rerun the prepare stage"):
+        evaluate(tiny_workdir / "models/model/best.pt", prepared, tmp_path / "m.json", tmp_path / "h.ko",
+                 tmp_path / "s.md", tiny_params().evaluate)

@@ -8,6 +8,7 @@ from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
 from seq2seq.search import greedy_search, max_output_lengths
 from seq2seq.tokenizer import BOS_ID, EOS_ID
+from tests.conftest import padded
 
 VOCAB = 20
 
@@ -17,11 +18,6 @@ def model_config(**overrides):
     return parse_params({"model": {**values, **overrides}}).model
 
 
-def batch(sequences: list[list[int]]):
-    source = pad([torch.tensor(s) for s in sequences])
-    return source, torch.tensor([len(s) for s in sequences])
-
-
 @pytest.mark.parametrize(
     ("cell", "attention", "input_feeding", "layers"),
     [(c, a, f, 1) for c, a, f in itertools.product(["gru", "lstm", "rnn"], ["dot", "general", "bahdanau"],
@@ -29,9 +25,9 @@ def batch(sequences: list[list[int]]):
 )
 def test_shapes_for_every_cell_and_attention(cell: str, attention: str, input_feeding: bool, layers: int) -> None:
     config = model_config(cell=cell, attention=attention, input_feeding=input_feeding, encoder_layers=layers,
-                          decoder_layers=layers, **({"decoder_hidden_size": 24, "encoder_hidden_size": 12}))
+                          decoder_layers=layers)
     model = Seq2Seq(config, VOCAB, VOCAB + 3)
-    source, lengths = batch([[5, 6, 7, 8], [9, 10]])
+    source, lengths = padded([[5, 6, 7, 8], [9, 10]])
     memory, state = model.encode(source, lengths)
     assert memory.values.shape == (2, 4, 24)
     assert memory.keys.shape == (2, 4, 24)
@@ -52,12 +48,12 @@ def test_shapes_for_every_cell_and_attention(cell: str, attention: str, input_fe
 def test_padding_changes_nothing(cell: str, attention: str) -> None:
     torch.manual_seed(0)
     model = Seq2Seq(model_config(cell=cell, attention=attention), VOCAB, VOCAB).eval()
-    alone, alone_lengths = batch([[5, 6, 7]])
-    padded, padded_lengths = batch([[5, 6, 7], [8, 9, 10, 11, 12, 13, 14]])
+    alone, alone_lengths = padded([[5, 6, 7]])
+    with_pad, with_pad_lengths = padded([[5, 6, 7], [8, 9, 10, 11, 12, 13, 14]])
     target = torch.tensor([[BOS_ID, 4, 5, 6]])
     with torch.no_grad():
         out_alone, w_alone = model.decoder(target, *model.encode(alone, alone_lengths))
-        out_padded, w_padded = model.decoder(target.repeat(2, 1), *model.encode(padded, padded_lengths))
+        out_padded, w_padded = model.decoder(target.repeat(2, 1), *model.encode(with_pad, with_pad_lengths))
         loss_alone = model(alone, alone_lengths, target, torch.tensor([[4, 5, 6, EOS_ID]]))
         with_pad_target = model(alone, alone_lengths, torch.tensor([[BOS_ID, 4, 5, 6, 0, 0]]),
                                 torch.tensor([[4, 5, 6, EOS_ID, 0, 0]]))
@@ -78,7 +74,7 @@ def test_tiny_model_overfits_a_handful_of_pairs(input_feeding: bool) -> None:
     torch.manual_seed(0)
     pairs = [([5, 6, 7], [10, 11]), ([8, 9], [12, 13, 14]), ([5, 9, 6, 8], [15, 10, 16]), ([7], [17])]
     model = Seq2Seq(model_config(input_feeding=input_feeding), VOCAB, VOCAB)
-    source, lengths = batch([s for s, _ in pairs])
+    source, lengths = padded([s for s, _ in pairs])
     target_input = pad([torch.tensor(t) for _, t in pairs], prefix=[BOS_ID])
     target_output = pad([torch.tensor(t) for _, t in pairs], suffix=[EOS_ID])
     tokens = int((target_output != 0).sum())

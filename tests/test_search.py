@@ -4,24 +4,23 @@ import pytest
 import torch
 
 from seq2seq.config import parse_params
-from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search, max_output_lengths, search, translate_ids
 from seq2seq.tokenizer import BOS_ID, EOS_ID
+from tests.conftest import padded
 
 VOCAB = 7  # ids 0-3 are specials: outputs are sequences over {4, 5, 6} ending in EOS
 
 
-def random_model(seed: int) -> Seq2Seq:
+def random_model(seed: int, cell: str = "gru") -> Seq2Seq:
     torch.manual_seed(seed)
     config = parse_params({"model": {"embedding_size": 8, "encoder_hidden_size": 8, "decoder_hidden_size": 8,
-                                     "dropout": 0.0}}).model
+                                     "dropout": 0.0, "cell": cell}}).model
     return Seq2Seq(config, VOCAB, VOCAB).eval()
 
 
 def sources() -> tuple[torch.Tensor, torch.Tensor]:
-    sequences = [[4, 5, 6], [6, 6], [5, 4, 4, 6]]
-    return pad([torch.tensor(s) for s in sequences]), torch.tensor([len(s) for s in sequences])
+    return padded([[4, 5, 6], [6, 6], [5, 4, 4, 6]])
 
 
 def sequence_log_prob(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor, tokens: list[int]) -> float:
@@ -33,9 +32,10 @@ def sequence_log_prob(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor
     return float(sum(log_probs[t, token] for t, token in enumerate([*tokens, EOS_ID])))
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_beam_size_one_is_greedy(seed: int) -> None:
-    model = random_model(seed)
+def test_beam_size_one_is_greedy(seed: int, cell: str) -> None:
+    model = random_model(seed, cell)
     source, lengths = sources()
     limits = max_output_lengths(lengths, 2.0)
     greedy = greedy_search(model, source, lengths, limits)
@@ -53,14 +53,14 @@ def _prefix_log_prob(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor,
     return float(sum(log_probs[t, token] for t, token in enumerate(tokens)))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_wide_beam_finds_the_most_likely_sequence(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "cell"), [(0, "gru"), (1, "gru"), (2, "lstm"), (3, "lstm")])
+def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str) -> None:
     """A beam wider than the search space makes beam search exhaustive: compare with brute force.
 
     With a limit of 3 tokens, the candidates are every sequence of at most 2 tokens followed by
     EOS, and every 3-token sequence cut off at the limit (scored without EOS).
     """
-    model = random_model(seed)
+    model = random_model(seed, cell)
     source, lengths = sources()
     alphabet = [t for t in range(VOCAB) if t != EOS_ID]
     limits = torch.full_like(lengths, 3)
@@ -83,7 +83,7 @@ def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
     beam = beam_search(model, source, lengths, limits, beam_size=4, length_penalty=0.0)
     for row, (g, b) in enumerate(zip(greedy, beam, strict=True)):
         src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
-        if EOS_ID not in b.tokens and len(b.tokens) < int(limits[row]):
+        if len(b.tokens) < int(limits[row]):  # ended with EOS: the score includes it
             assert b.score == pytest.approx(sequence_log_prob(model, src, length, b.tokens), abs=1e-4)
         if len(g.tokens) < int(limits[row]) and len(b.tokens) < int(limits[row]):
             assert b.score >= g.score - 1e-5
@@ -92,20 +92,17 @@ def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
 def test_translate_ids_keeps_order_and_batches_by_length() -> None:
     model = random_model(5)
     sequences = [[4], [5, 6, 4, 5, 6], [6, 6], [4, 5, 6]]
-    one_by_one = [search(model, *sources_of([s]))[0].tokens for s in sequences]
+    one_by_one = [search(model, *padded([s]))[0].tokens for s in sequences]
     batched = [h.tokens for h in translate_ids(model, sequences, batch_size=2)]
     assert batched == one_by_one
-
-
-def sources_of(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return pad([torch.tensor(s) for s in sequences]), torch.tensor([len(s) for s in sequences])
 
 
 def test_output_length_is_bounded() -> None:
     model = random_model(6)
     source, lengths = sources()
     for beam_size in (1, 3):
-        for hypothesis, limit in zip(search(model, source, lengths, beam_size, max_output_ratio=0.5),
-                                     max_output_lengths(lengths, 0.5), strict=True):
+        for hypothesis, limit, length in zip(search(model, source, lengths, beam_size, max_output_ratio=0.5),
+                                             max_output_lengths(lengths, 0.5), lengths, strict=True):
+            assert hypothesis.attention.shape[1] == int(length)
             assert len(hypothesis.tokens) <= int(limit)
-            assert hypothesis.attention.shape[1] <= int(lengths.max())
+            assert hypothesis.attention.shape[0] <= len(hypothesis.tokens) + 1

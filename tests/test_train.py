@@ -84,6 +84,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert "step 5: valid" not in result.stderr  # it went on from `step`, not from the start
     assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == step + 3
 
 

@@ -97,3 +97,9 @@ def test_command_line_process_exit_codes(model_path: str) -> None:
     bad = subprocess.run([sys.executable, "-m", "seq2seq", "translate", "--model", "nowhere.pt", english],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stdout == "" and bad.stderr.startswith("error:")
+
+
+def test_attention_needs_one_sentence_argument(model_path: str, tmp_path: Path) -> None:
+    for args in (["-"], ["One.", "Two."]):
+        result = run(["translate", "--model", model_path, "--attention", str(tmp_path / "a.png"), *args])
+        assert result.exit_code == 1 and "--attention draws one sentence" in result.stderr

@@ -1,0 +1,31 @@
+"""Where tensors live and in which precision: shared by train, evaluate and translate."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from seq2seq.errors import UserError
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA where present, else CPU; asking for CUDA without it is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for, but torch sees no CUDA GPU (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bf16 mixed precision where the hardware runs it natively, else a no-op context."""
+    if not enabled:
+        return nullcontext()
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    native_cpu_bf16 = torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
+        torch.cpu._is_avx512_bf16_supported()
+    if device.type == "cpu" and native_cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
