@@ -8,6 +8,7 @@ A checkpoint holds the model's params and weights and the tokenizer's SentencePi
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -42,8 +43,12 @@ def save_checkpoint(
         "max_source_length": max_source_length,
         "training_state": training_state,
     }
+    # Serialised in memory first: torch.save names the archive inside the file after the file, and
+    # the temporary file's random name would make the bytes differ from run to run.
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
     with atomic_path(path) as temp:
-        torch.save(content, temp)
+        temp.write_bytes(buffer.getvalue())
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
