@@ -66,6 +66,15 @@ def padded(sequences: list[list[int]]):
     return pad(sequences), torch.tensor([len(s) for s in sequences])
 
 
+def write_tiny_params(root: Path, **train: object) -> None:
+    """Write TINY_PARAMS, with some `train` keys overridden, to `root/params.yaml` (for CLI runs)."""
+    import yaml
+
+    raw = {name: dict(values) for name, values in TINY_PARAMS.items()}
+    raw["train"].update(train)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
 def tiny_params(**sections: dict) -> Params:
     """TINY_PARAMS with some sections' keys overridden."""
     raw = {name: {**values, **sections.get(name, {})} for name, values in TINY_PARAMS.items()}

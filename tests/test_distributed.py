@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.train import Distributed
-from tests.conftest import TINY_PARAMS
+from tests.conftest import write_tiny_params
 from tests.ddp_gradients import global_batch_gradients
 from tests.test_train import copy_data
 
@@ -39,9 +38,7 @@ def test_first_step_gradients_equal_one_process_on_the_global_batch(tiny_workdir
 def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path, tmp_path: Path,
                                                              nproc_from_params: bool) -> None:
     copy_data(tiny_workdir, tmp_path)
-    raw = {name: dict(values) for name, values in TINY_PARAMS.items()}
-    raw["train"].update(max_steps=10, valid_every=5, nproc=2 if nproc_from_params else 1)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_tiny_params(tmp_path, max_steps=10, valid_every=5, nproc=2 if nproc_from_params else 1)
     if nproc_from_params:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         result = subprocess.run([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, env=env,
@@ -56,8 +53,7 @@ def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path,
     assert json.loads((tmp_path / "dvclive/metrics.json").read_text())["step"] == 10
 
     # Resume the 2-process run in a single process.
-    raw["train"].update(max_steps=13, nproc=1)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_tiny_params(tmp_path, max_steps=13, valid_every=5, nproc=1)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from seq2seq.checkpoint import load_model, read_checkpoint
 from seq2seq.config import parse_params
 from seq2seq.train import learning_rate, train
-from tests.conftest import TINY_PARAMS, tiny_params, tiny_paths
+from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
 
 def test_training_learns_and_writes_outputs(tiny_workdir: Path) -> None:
@@ -63,9 +62,7 @@ def test_resume_continues_exactly(tiny_workdir: Path, tmp_path: Path) -> None:
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path) -> None:
     copy_data(tiny_workdir, tmp_path)
-    raw = {name: dict(values) for name, values in TINY_PARAMS.items()}
-    raw["train"].update(max_steps=100_000, valid_every=5)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_tiny_params(tmp_path, max_steps=100_000, valid_every=5)
     process = subprocess.Popen([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -79,8 +76,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
     assert "--resume" in stderr
     step = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"]
     assert step >= 5
-    raw["train"].update(max_steps=step + 3)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    write_tiny_params(tmp_path, max_steps=step + 3, valid_every=5)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -90,7 +86,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
     copy_data(tiny_workdir, tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    write_tiny_params(tmp_path)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
