@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from seq2seq.config import ConfigError, parse_params
+from seq2seq.domains import Domains
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_path
 from seq2seq.model import Seq2Seq
@@ -26,12 +27,13 @@ FORMAT = "seq2seq-checkpoint-1"
 
 
 def save_checkpoint(
-    path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None
+    path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None,
+    domains: Domains | None = None,
 ) -> None:
     """Write `path` atomically: the old file stays whole until the new one is complete.
 
     `max_source_length` is the longest input (in tokens) the model was trained on; translate cuts
-    longer input to it.
+    longer input to it. `domains` are the domain tags the model reads, if it was trained with them.
     """
     source_proto, target_proto = tokenizer.protos()
     content = {
@@ -41,6 +43,7 @@ def save_checkpoint(
         "weights": model.state_dict(),
         "tokenizer": {"source": source_proto, "target": target_proto},
         "max_source_length": max_source_length,
+        "domains": domains.to_dict() if domains else None,
         "training_state": training_state,
     }
     # Serialised in memory first: torch.save names the archive inside the file after the file, and
@@ -89,3 +92,13 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Seq2Seq,
     tokenizer = Tokenizer.from_protos(content["tokenizer"]["source"], content["tokenizer"]["target"])
     return model.to(device).eval(), tokenizer, content
 
+
+
+def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the weights in several checkpoints of one model (Junczys-Dowmunt et
+    al. 2016: the average of the last few checkpoints often translates better than any one of them)."""
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        for name, tensor in read_checkpoint(path)["weights"].items():
+            total[name] = total.get(name, 0) + tensor.double()
+    return {name: (tensor / len(paths)).float() for name, tensor in total.items()}

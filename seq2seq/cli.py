@@ -135,8 +135,13 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 @click.option("--attention", "attention_png", type=click.Path(path_type=Path),
               help="Also draw the attention weights of the (single) sentence as a PNG heatmap.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--domain", help="Domain tag to translate with (models trained with train.domain_tags; "
+              "default: the model's default domain, e.g. general).")
+@click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0), default=None,
+              help="Never repeat an n-gram of this many pieces (0: allow; default: params.yaml evaluate section).")
+@PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, attention_png: Path | None,
-              device: str) -> None:
+              device: str, domain: str | None, no_repeat_ngram_size: int | None, params_path: Path) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line)."""
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
@@ -144,7 +149,10 @@ def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, atte
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
     from seq2seq.translate import Translator, plot_attention
 
-    translator = Translator(model_path, beam_size=beam_size, device=device)
+    if no_repeat_ngram_size is None:
+        no_repeat_ngram_size = _evaluate_params(params_path).no_repeat_ngram_size
+    translator = Translator(model_path, beam_size=beam_size, device=device, domain=domain,
+                            no_repeat_ngram_size=no_repeat_ngram_size)
     if not sentences or sentences == ("-",):
         for line in translator.translate_stream(sys.stdin):
             click.echo(line)
@@ -155,6 +163,13 @@ def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, atte
     if attention_png:
         plot_attention(*translator.attention(sentences[0]), attention_png)
         click.echo(f"attention heatmap written to {attention_png}", err=True)
+
+
+def _evaluate_params(params_path: Path):
+    """The `evaluate` section of params.yaml, or its defaults where there is no such file."""
+    from seq2seq.config import EvaluateConfig, load_params
+
+    return load_params(params_path).evaluate if params_path.exists() else EvaluateConfig()
 
 
 @main.group()
@@ -192,6 +207,27 @@ def bench_memory(params_path: Path, copies: int, steps: int) -> None:
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):
+        click.echo(line)
+
+
+@bench.command("decode")
+@PARAMS
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--split", default="valid", show_default=True, help="Prepared split to score (data/prepared/SPLIT.*).")
+@click.option("--limit", type=click.IntRange(min=1), default=400, show_default=True, help="First N sentences.")
+@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
+@click.option("--length-penalty", "length_penalties", type=click.FloatRange(min=0), multiple=True,
+              default=[0.6, 1.0, 1.4], show_default=True)
+@click.option("--no-repeat-ngram", "ngram_sizes", type=click.IntRange(min=0), multiple=True, default=[0, 3, 4],
+              show_default=True)
+def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, beam_sizes: tuple[int, ...],
+                 length_penalties: tuple[float, ...], ngram_sizes: tuple[int, ...]) -> None:
+    """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
+    from seq2seq.bench import bench_decode as run
+
+    for line in run(model_path, Path("data/prepared"), split, limit, list(beam_sizes), list(length_penalties),
+                    list(ngram_sizes), _evaluate_params(params_path)):
         click.echo(line)
 
 

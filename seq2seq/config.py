@@ -76,6 +76,7 @@ class ModelConfig:
     input_feeding: bool = False
     dropout: float = 0.1
     tie_embeddings: bool = True
+    position_index: Literal["none", "learned", "relative"] = "none"
 
     def validate(self) -> None:
         for key in ("embedding_size", "encoder_hidden_size", "decoder_hidden_size", "encoder_layers", "decoder_layers"):
@@ -113,6 +114,12 @@ class TrainConfig:
     valid_every: int = 250
     valid_sentences: int = 400
     patience: int = 0
+    max_minutes: float = 0.0
+    average_checkpoints: int = 0
+    domain_tags: bool = False
+    default_domain: str = "general"
+    domains: dict[str, list[str]] = field(default_factory=dict)
+    source_weights: dict[str, float] = field(default_factory=dict)
 
     def validate(self) -> None:
         _require(self.nproc >= 1, "train.nproc", "must be >= 1")
@@ -129,6 +136,15 @@ class TrainConfig:
         _require(self.valid_every > 0, "train.valid_every", "must be > 0")
         _require(self.valid_sentences > 0, "train.valid_sentences", "must be > 0")
         _require(self.patience >= 0, "train.patience", "must be >= 0 (0: never stop early)")
+        _require(self.max_minutes >= 0, "train.max_minutes", "must be >= 0 (0: no time limit)")
+        _require(self.average_checkpoints >= 0, "train.average_checkpoints", "must be >= 0 (0: no averaging)")
+        for source, weight in self.source_weights.items():
+            _require(weight >= 0, f"train.source_weights.{source}", "must be >= 0")
+        grouped = [source for sources in self.domains.values() for source in sources]
+        twice = sorted({source for source in grouped if grouped.count(source) > 1})
+        _require(not twice, "train.domains", f"a source belongs to one group only: {', '.join(twice)}")
+        _require(not self.domain_tags or self.default_domain in self.domains, "train.default_domain",
+                 f"'{self.default_domain}' is not a group of train.domains ({', '.join(self.domains) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class EvaluateConfig:
     beam_size: int = 5
     length_penalty: float = 1.0
     max_output_ratio: float = 2.0
+    no_repeat_ngram_size: int = 0
     batch_size: int = 64
     samples: int = 20
 
@@ -145,6 +162,7 @@ class EvaluateConfig:
         _require(self.beam_size >= 1, "evaluate.beam_size", "must be >= 1")
         _require(self.length_penalty >= 0, "evaluate.length_penalty", "must be >= 0")
         _require(self.max_output_ratio > 0, "evaluate.max_output_ratio", "must be > 0")
+        _require(self.no_repeat_ngram_size >= 0, "evaluate.no_repeat_ngram_size", "must be >= 0 (0: allow repeats)")
         _require(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
         _require(self.samples >= 0, "evaluate.samples", "must be >= 0")
 
@@ -202,9 +220,15 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         return value
     if origin is list:
         (item_type,) = typing.get_args(expected)
-        if not isinstance(value, list) or not all(isinstance(item, item_type) for item in value):
-            raise ConfigError(f"{key}: expected a list of {item_type.__name__}, got {value!r}")
-        return value
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = typing.get_args(expected)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_check_type(f"{key} key", name, key_type): _check_type(f"{key}.{name}", item, value_type)
+                for name, item in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported type for {key}")  # pragma: no cover
     if expected is float and isinstance(value, int) and not isinstance(value, bool):

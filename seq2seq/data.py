@@ -81,10 +81,14 @@ def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk
 
 @dataclass
 class ParallelData:
-    """Aligned English (source) and Korean (target) token arrays of one split."""
+    """Aligned English (source) and Korean (target) token arrays of one split.
+
+    `tags`, when set, holds one domain-tag id per sentence, which `collate` puts before the source.
+    """
 
     source: TokenArray
     target: TokenArray
+    tags: np.ndarray | None = None
 
     @classmethod
     def open(cls, encoded_dir: Path, split: str) -> ParallelData:
@@ -96,6 +100,23 @@ class ParallelData:
     def __len__(self) -> int:
         return len(self.source)
 
+    def source_ids(self, index: int) -> np.ndarray:
+        """Sentence `index`'s source ids, after its domain tag if there are tags."""
+        if self.tags is None:
+            return self.source[index]
+        return np.concatenate([self.tags[index : index + 1], self.source[index]])
+
+
+def epoch_sample(weights: np.ndarray, seed: int) -> np.ndarray:
+    """The sentence indices of one epoch, each sentence `weights[i]` times in expectation.
+
+    A weight of 0.25 keeps a random quarter of those sentences, 3.0 repeats each three times,
+    2.5 repeats each twice and half of them a third time. Seeded: the same epoch gives the same sample.
+    """
+    rng = np.random.default_rng(seed)
+    copies = np.floor(weights).astype(np.int64) + (rng.random(len(weights)) < weights % 1.0)
+    return np.repeat(np.arange(len(weights)), copies)
+
 
 def make_batches(
     source_lengths: np.ndarray,
@@ -103,16 +124,20 @@ def make_batches(
     batch_tokens: int,
     max_length: int,
     seed: int,
+    sample: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Group sentence indices into batches of similar length, in a seeded random order.
 
+    `sample` lists the sentences to use (repeats allowed; default: every sentence once).
     Sentences longer than `max_length` tokens on either side are left out. Sentences are sorted by
     (target length, source length), random among equals, and cut into runs whose padded size
     (sentences x longest side + 1 for BOS/EOS) stays within `batch_tokens`, so batches carry little
     padding. The order of the batches is then shuffled.
     """
     rng = np.random.default_rng(seed)
-    keep = np.flatnonzero((source_lengths <= max_length) & (target_lengths <= max_length) & (source_lengths > 0))
+    keep = np.arange(len(source_lengths)) if sample is None else sample
+    fits = (source_lengths[keep] <= max_length) & (target_lengths[keep] <= max_length) & (source_lengths[keep] > 0)
+    keep = keep[fits]
     keep = keep[rng.permutation(len(keep))]
     keep = keep[np.lexsort((source_lengths[keep], target_lengths[keep]))]
     width = np.maximum(source_lengths[keep], target_lengths[keep]) + 1
@@ -162,8 +187,8 @@ def pad(sequences: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: 
 
 
 def collate(data: ParallelData, indices: np.ndarray) -> Batch:
-    """Build the padded `Batch` of the sentences at `indices`."""
-    sources = [data.source[i] for i in indices]
+    """Build the padded `Batch` of the sentences at `indices` (each source after its domain tag, if any)."""
+    sources = [data.source_ids(i) for i in indices]
     targets = [data.target[i] for i in indices]
     return Batch(
         source=pad(sources),

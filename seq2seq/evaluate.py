@@ -18,7 +18,6 @@ from tqdm import tqdm
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.files import write_json, write_text
-from seq2seq.tokenizer import batched
 from seq2seq.translate import Translator
 
 
@@ -50,25 +49,21 @@ def evaluate(
         raise UserError(f"{prepared_dir}/test.{{en,ko,source}} have {len(sources)}, {len(references)} and "
                         f"{len(tags)} lines; rerun the prepare stage")
     translator = Translator(model_path, config.beam_size, config.length_penalty, config.max_output_ratio,
-                            config.batch_size, device)
+                            config.batch_size, device, no_repeat_ngram_size=config.no_repeat_ngram_size)
     started = time.perf_counter()
-    hypotheses: list[str] = []
-    # Chunks of several batches keep length-sorting effective and the progress bar moving.
-    with tqdm(total=len(sources), unit="sent", desc="evaluate", dynamic_ncols=True,
-              mininterval=1 if sys.stderr.isatty() else 30) as bar:
-        for chunk in batched(sources, config.batch_size * 8):
-            hypotheses.extend(translator.translate(chunk, first_number=len(hypotheses) + 1))
-            bar.update(len(chunk))
+    hypotheses = translate_all(translator, sources, config.batch_size, "evaluate")
     seconds = time.perf_counter() - started
-
-    by_source: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-    for hypothesis, reference, tag in zip(hypotheses, references, tags, strict=True):
-        by_source[tag][0].append(hypothesis)
-        by_source[tag][1].append(reference)
     overall, signatures = score(hypotheses, references)
+    per_source = score_per_source(hypotheses, references, tags)
+    if translator.domains:  # a second pass, each sentence with its own source's domain tag
+        own_tags = list(translator.domains.tag_ids(tags))
+        own_hypotheses = translate_all(translator, sources, config.batch_size, "evaluate (own tags)", own_tags)
+        overall["chrf_own_tag"] = score(own_hypotheses, references)[0]["chrf"]
+        for tag, scores in score_per_source(own_hypotheses, references, tags).items():
+            per_source[tag]["chrf_own_tag"] = scores["chrf"]
     metrics = {
         "test": overall,
-        "per_source": {tag: score(*pair)[0] for tag, pair in sorted(by_source.items())},
+        "per_source": per_source,
         "signatures": signatures,
         "sentences": len(sources),
         "sentences_per_second": round(len(sources) / seconds, 2),
@@ -78,6 +73,30 @@ def evaluate(
     write_text(samples_path, samples_table(sources, references, hypotheses, tags, config.samples))
     write_json(metrics_path, metrics)
     return metrics
+
+
+def translate_all(translator: Translator, sources: list[str], batch_size: int, description: str,
+                  tag_ids: list[int] | None = None) -> list[str]:
+    """Translate every sentence with a progress bar; `tag_ids` gives each its domain tag."""
+    hypotheses: list[str] = []
+    # Chunks of several batches keep length-sorting effective and the progress bar moving.
+    with tqdm(total=len(sources), unit="sent", desc=description, dynamic_ncols=True,
+              mininterval=1 if sys.stderr.isatty() else 30) as bar:
+        for start in range(0, len(sources), batch_size * 8):
+            chunk = sources[start : start + batch_size * 8]
+            chunk_tags = tag_ids[start : start + len(chunk)] if tag_ids else None
+            hypotheses.extend(translator.translate(chunk, first_number=start + 1, tag_ids=chunk_tags))
+            bar.update(len(chunk))
+    return hypotheses
+
+
+def score_per_source(hypotheses: list[str], references: list[str], sources: list[str]) -> dict[str, dict]:
+    """`score` of each source's sentences, by source name."""
+    by_source: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for hypothesis, reference, source in zip(hypotheses, references, sources, strict=True):
+        by_source[source][0].append(hypothesis)
+        by_source[source][1].append(reference)
+    return {source: score(*pair)[0] for source, pair in sorted(by_source.items())}
 
 
 def samples_table(sources: list[str], references: list[str], hypotheses: list[str], tags: list[str],

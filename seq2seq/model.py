@@ -28,6 +28,7 @@ from seq2seq.config import ModelConfig
 from seq2seq.tokenizer import PAD_ID
 
 RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+MAX_POSITIONS = 256  # learned position vectors; later positions share the last one
 
 # A GRU/RNN state is one (layers, B, H) tensor; an LSTM state is a (hidden, cell) pair of them.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -48,16 +49,49 @@ def _make_rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout
     )
 
 
+class PositionIndex(nn.Module):
+    """Tells the RNN where each token stands, as part of its input (`model.position_index`).
+
+    An RNN knows a token's position only through what its hidden state has accumulated; this adds
+    the position index to the input vector itself:
+
+    learned:  a learned vector for each position 0, 1, 2, ... (up to MAX_POSITIONS - 1), added to
+              the token's embedding
+    relative: the position divided by the source length, appended as one more input number; for
+              the decoder this says how far the output has come relative to the input's length
+    none:     nothing added
+    """
+
+    def __init__(self, kind: str, embedding_size: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "learned":
+            self.table = nn.Embedding(MAX_POSITIONS, embedding_size)
+        self.extra_inputs = 1 if kind == "relative" else 0
+
+    def forward(self, embedded: torch.Tensor, first_position: int, source_lengths: torch.Tensor) -> torch.Tensor:
+        """embedded: (B, T, E), the tokens at positions first_position ... first_position + T - 1;
+        source_lengths: (B,). Returns (B, T, E + extra_inputs)."""
+        if self.kind == "none":
+            return embedded
+        positions = torch.arange(first_position, first_position + embedded.size(1), device=embedded.device)
+        if self.kind == "learned":
+            return embedded + self.table(positions.clamp(max=MAX_POSITIONS - 1))
+        relative = positions.float().unsqueeze(0) / source_lengths.to(embedded.device).float().unsqueeze(1)
+        return torch.cat([embedded, relative.unsqueeze(-1).to(embedded.dtype)], dim=-1)
+
+
 class Encoder(nn.Module):
     """Embeds the source and runs a (bidirectional) RNN over it, skipping padding."""
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=PAD_ID)
+        self.position_index = PositionIndex(config.position_index, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
         self.rnn = _make_rnn(
-            config.cell, config.embedding_size, config.encoder_hidden_size, config.encoder_layers,
-            config.dropout, config.bidirectional,
+            config.cell, config.embedding_size + self.position_index.extra_inputs, config.encoder_hidden_size,
+            config.encoder_layers, config.dropout, config.bidirectional,
         )
         self.output_size = config.encoder_hidden_size * (2 if config.bidirectional else 1)
 
@@ -67,7 +101,7 @@ class Encoder(nn.Module):
         Returns outputs (B, S, output_size), zero at padding, and the top layer's final state
         (B, output_size), both directions concatenated (a pair of them for an LSTM).
         """
-        embedded = self.dropout(self.embedding(source))
+        embedded = self.position_index(self.dropout(self.embedding(source)), 0, lengths)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, final = self.rnn(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
@@ -133,6 +167,11 @@ class Memory:
     keys: torch.Tensor
     mask: torch.Tensor
 
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(B,) source lengths."""
+        return self.mask.sum(dim=1)
+
     def index_select(self, index: torch.Tensor) -> Memory:
         return Memory(self.values.index_select(0, index), self.keys.index_select(0, index),
                       self.mask.index_select(0, index))
@@ -143,16 +182,19 @@ class DecoderState:
     """The recurrent state between decoder steps.
 
     hidden: (layers, B, H) per tensor of the RNN state; attentional: (B, E), the last attentional
-    vector, read by the next step only with input feeding.
+    vector, read by the next step only with input feeding; position: the index of the next output
+    token (the same for every row).
     """
 
     hidden: State
     attentional: torch.Tensor
+    position: int = 0
 
     def index_select(self, index: torch.Tensor) -> DecoderState:
         return DecoderState(
             _map_state(lambda part: part.index_select(1, index), self.hidden),
             self.attentional.index_select(0, index),
+            self.position,
         )
 
 
@@ -163,8 +205,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=PAD_ID)
+        self.position_index = PositionIndex(config.position_index, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
-        rnn_input_size = config.embedding_size * (2 if config.input_feeding else 1)
+        rnn_input_size = config.embedding_size * (2 if config.input_feeding else 1) + self.position_index.extra_inputs
         self.rnn = _make_rnn(config.cell, rnn_input_size, config.decoder_hidden_size, config.decoder_layers,
                              config.dropout)
         self.bridge = nn.Linear(encoder_output_size, config.decoder_hidden_size * config.decoder_layers)
@@ -213,7 +256,7 @@ class Decoder(nn.Module):
                 attentionals.append(attentional)
                 all_weights.append(weights)
             return torch.stack(attentionals, dim=1), torch.stack(all_weights, dim=1)
-        embedded = self.dropout(self.embedding(target_input))
+        embedded = self.position_index(self.dropout(self.embedding(target_input)), 0, memory.lengths)
         queries, _ = self.rnn(embedded, state.hidden)
         return self._attend(queries, memory)
 
@@ -224,12 +267,14 @@ class Decoder(nn.Module):
 
         Returns the attentional vector (B, E), the new state, and attention weights (B, S).
         """
-        embedded = self.dropout(self.embedding(previous)).unsqueeze(1)
+        embedded = self.position_index(self.dropout(self.embedding(previous)).unsqueeze(1), state.position,
+                                       memory.lengths)
         if self.config.input_feeding:
             embedded = torch.cat([embedded, state.attentional.unsqueeze(1).to(embedded.dtype)], dim=-1)
         query, hidden = self.rnn(embedded, state.hidden)
         attentional, weights = self._attend(query, memory)
-        return attentional.squeeze(1), DecoderState(hidden, attentional.squeeze(1)), weights.squeeze(1)
+        next_state = DecoderState(hidden, attentional.squeeze(1), state.position + 1)
+        return attentional.squeeze(1), next_state, weights.squeeze(1)
 
     def logits(self, attentional: torch.Tensor) -> torch.Tensor:
         """(..., E) -> (..., V)."""

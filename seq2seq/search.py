@@ -38,9 +38,24 @@ def length_normalized(score: float, length: int, alpha: float) -> float:
     return score / (((5 + length) / 6) ** alpha)
 
 
+def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """Forbid every token that would repeat an n-gram already in `history` (fairseq's
+    `--no-repeat-ngram-size`): undertrained models loop ("the the the ..."), and this stops them.
+
+    log_probs: (R, V); history: (R, t) tokens so far. Returns log_probs with -inf at banned tokens.
+    """
+    if n <= 0 or history.size(1) < n:
+        return log_probs
+    windows = history.unfold(1, n, 1)  # (R, t - n + 1, n): every n-gram so far
+    prefix = history[:, history.size(1) - n + 1 :].unsqueeze(1)  # (R, 1, n - 1): the last n - 1 tokens
+    repeats = (windows[:, :, :-1] == prefix).all(dim=-1)  # (R, t - n + 1): n-grams that start like the next one
+    rows, starts = repeats.nonzero(as_tuple=True)
+    return log_probs.index_put((rows, windows[rows, starts, -1]), torch.tensor(float("-inf"), device=log_probs.device))
+
+
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor
-                  ) -> list[Hypothesis]:
+def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor,
+                  no_repeat_ngram_size: int = 0) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step."""
     memory, state = model.encode(source, lengths)
     batch = source.size(0)
@@ -48,20 +63,22 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
     previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device)
-    steps, weights_per_step = [], []
+    history = torch.empty(batch, 0, dtype=torch.long, device=device)
+    weights_per_step = []
     max_lengths = max_lengths.to(device)
     for t in range(int(max_lengths.max())):
         attentional, state, weights = model.decoder.step(previous, memory, state)
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)
+        log_probs = block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         best_log_prob, best = log_probs.max(dim=-1)
         scores += best_log_prob.masked_fill(finished, 0.0)
-        steps.append(best.masked_fill(finished, EOS_ID))
+        history = torch.cat([history, best.masked_fill(finished, EOS_ID).unsqueeze(1)], dim=1)
         weights_per_step.append(weights.float())
         finished |= (best == EOS_ID) | (t + 1 >= max_lengths)
         if finished.all():
             break
         previous = best
-    tokens = torch.stack(steps, dim=1).tolist()
+    tokens = history.tolist()
     attention = torch.stack(weights_per_step, dim=1).cpu()
     hypotheses = []
     for row in range(batch):
@@ -79,6 +96,7 @@ def beam_search(
     max_lengths: torch.Tensor,
     beam_size: int,
     length_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
 ) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis
     by length-normalised score among the first `beam_size` that end (or the best one alive at its
@@ -102,6 +120,7 @@ def beam_search(
     for t in range(int(max_lengths.max())):
         attentional, state, weights = model.decoder.step(previous, memory, state)
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)  # (B*K, V)
+        log_probs = block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (B, K)
@@ -137,12 +156,13 @@ def search(
     beam_size: int = 1,
     length_penalty: float = 1.0,
     max_output_ratio: float = 2.0,
+    no_repeat_ngram_size: int = 0,
 ) -> list[Hypothesis]:
     """Greedy search for beam size 1, else beam search."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
     if beam_size == 1:
-        return greedy_search(model, source, lengths, max_lengths)
-    return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty)
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size)
+    return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size)
 
 
 def translate_ids(
@@ -153,6 +173,7 @@ def translate_ids(
     length_penalty: float = 1.0,
     max_output_ratio: float = 2.0,
     device: torch.device | str = "cpu",
+    no_repeat_ngram_size: int = 0,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
 
@@ -165,7 +186,8 @@ def translate_ids(
         chunk = order[start : start + batch_size]
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
-        for index, hypothesis in zip(chunk, search(model, source, lengths.to(device), beam_size, length_penalty,
-                                                   max_output_ratio), strict=True):
+        found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,
+                       no_repeat_ngram_size)
+        for index, hypothesis in zip(chunk, found, strict=True):
             results[index] = hypothesis
     return results

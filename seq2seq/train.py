@@ -18,6 +18,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +29,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from seq2seq.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
-from seq2seq.data import Batch, ParallelData, collate, make_batches
+from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
 from seq2seq.device import autocast, pick_device
+from seq2seq.domains import Domains, read_source_names, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -123,7 +125,8 @@ class Distributed:
 
 def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokenizer: Tokenizer,
              config: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Valid loss, perplexity and greedy chrF on the first `valid_sentences` pairs."""
+    """Valid loss, perplexity, greedy chrF and the output/reference length ratio (in characters) on the
+    first `valid_sentences` pairs. A ratio well below 1 means outputs stop early, above 1 that they ramble."""
     model.eval()
     count = min(config.valid_sentences, len(valid))
     loss_sum, tokens = 0.0, 0
@@ -132,7 +135,7 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
             batch = collate(valid, np.arange(start, min(start + 64, count))).to(device)
             loss_sum += float(model(batch.source, batch.source_lengths, batch.target_input, batch.target_output))
             tokens += batch.target_tokens
-        hypotheses = translate_ids(model, [valid.source[i] for i in range(count)], batch_size=64, device=device)
+        hypotheses = translate_ids(model, [valid.source_ids(i) for i in range(count)], batch_size=64, device=device)
     outputs = tokenizer.decode_target([h.tokens for h in hypotheses])
     model.train()
     loss = loss_sum / max(tokens, 1)
@@ -140,6 +143,7 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
         "loss": loss,
         "perplexity": math.exp(min(loss, 50.0)),
         "chrf": sacrebleu.corpus_chrf(outputs, [references[:count]]).score,
+        "length_ratio": sum(map(len, outputs)) / max(sum(map(len, references[:count])), 1),
     }
 
 
@@ -193,8 +197,10 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
     train_data = ParallelData.open(paths.encoded_dir, "train")
     valid_data = ParallelData.open(paths.encoded_dir, "valid")
     references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
+    domains, weights = _domain_control(config, paths, tokenizer, train_data, valid_data)
+    source_vocab_size = tokenizer.source.get_piece_size() + (len(domains.groups) if domains else 0)
 
-    model = Seq2Seq(params.model, tokenizer.source.get_piece_size(), tokenizer.target.get_piece_size()).to(device)
+    model = Seq2Seq(params.model, source_vocab_size, tokenizer.target.get_piece_size()).to(device)
     optimizer = make_optimizer(model, config)
     progress = Progress()
     last_path, best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
@@ -234,7 +240,10 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
-        save_checkpoint(path, model, tokenizer, config.max_length, state)
+        save_checkpoint(path, model, tokenizer, config.max_length, state, domains)
+
+    def save_weights(path: Path) -> None:
+        save_checkpoint(path, model, tokenizer, config.max_length, domains=domains)
 
     def run_validation() -> bool:
         """Validate, log, save; True when early stopping says to stop."""
@@ -260,7 +269,9 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                       f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)", file=sys.stderr)
             checkpoint(last_path)
             if improved:
-                save_checkpoint(best_path, model, tokenizer, config.max_length)  # weights only: small
+                save_weights(best_path)
+            if config.average_checkpoints:
+                keep_snapshot(paths.model_dir, progress.step, config.average_checkpoints, save_weights)
             should_stop = 0 < config.patience <= progress.validations_without_gain
         # Every rank must follow rank 0's decisions, or the model copies drift apart.
         should_stop, progress.lr_scale = world.broadcast([float(should_stop), progress.lr_scale])
@@ -269,8 +280,9 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
     try:
         finished = progress.step >= config.max_steps
         while not finished and progress.epoch < config.max_epochs:
+            sample = None if weights is None else epoch_sample(weights, seed=config.seed + progress.epoch)
             batches = make_batches(train_data.source.lengths, train_data.target.lengths, config.batch_tokens,
-                                   config.max_length, seed=config.seed + progress.epoch)
+                                   config.max_length, seed=config.seed + progress.epoch, sample=sample)
             if not batches:
                 raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
             usable = len(batches) - len(batches) % world.world
@@ -293,7 +305,8 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                     bar.set_postfix(loss=f"{loss_sum.item() / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
                                     lr=f"{lr:.2e}", epoch=progress.epoch)
                     interval_tokens, interval_start = 0, time.perf_counter()
-                last_step = progress.step >= config.max_steps
+                time_up = config.max_minutes > 0 and world.any(time.perf_counter() - started >= config.max_minutes * 60)
+                last_step = progress.step >= config.max_steps or time_up
                 validating = progress.step % config.valid_every == 0 or last_step
                 if validating and (run_validation() or last_step):
                     finished = True
@@ -303,6 +316,9 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                 progress.batches_done = 0
         if not finished and progress.step % config.valid_every != 0:
             run_validation()  # max_epochs ended between validations
+        if config.average_checkpoints and world.is_main:
+            _try_average(paths.model_dir, model, progress, save_weights,
+                         lambda: validate(model, valid_data, references, tokenizer, config, device), bar, live)
     except StopRequested:
         if world.is_main:
             checkpoint(last_path)
@@ -318,6 +334,54 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         world.close()
     progress.seconds = time.perf_counter() - started
     return progress
+
+
+def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer, train_data: ParallelData,
+                    valid_data: ParallelData) -> tuple[Domains | None, np.ndarray | None]:
+    """Put domain tags on the train and valid data (valid gets the default domain's tag), and return
+    the `Domains` (None without tags) and each train sentence's sampling weight (None: all 1)."""
+    if not config.domain_tags and not config.source_weights:
+        return None, None
+    sources = read_source_names(paths.prepared_dir / "train.source")
+    if len(sources) != len(train_data):
+        raise UserError(f"{paths.prepared_dir}/train.source has {len(sources)} lines for {len(train_data)} "
+                        "encoded pairs; rerun the pipeline (`dvc repro`)")
+    weights = sentence_weights(sources, config.source_weights) if config.source_weights else None
+    if not config.domain_tags:
+        return None, weights
+    domains = Domains(config.domains, config.default_domain, first_tag_id=tokenizer.source.get_piece_size())
+    train_data.tags = domains.tag_ids(sources)
+    valid_data.tags = np.full(len(valid_data), domains.tag_id(domains.default), dtype=np.int64)
+    return domains, weights
+
+
+SNAPSHOT_PATTERN = "step-*.pt"
+
+
+def keep_snapshot(model_dir: Path, step: int, keep: int, save: Callable[[Path], None]) -> None:
+    """Save this validation's weights as `step-NNNNNN.pt` and delete all but the last `keep` of them."""
+    save(model_dir / f"step-{step:06d}.pt")
+    for old in sorted(model_dir.glob(SNAPSHOT_PATTERN))[:-keep]:
+        old.unlink()
+
+
+def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Callable[[Path], None],
+                 validate_model: Callable[[], dict[str, float]], bar: tqdm, live) -> None:
+    """Validate the average of the kept snapshots; it becomes best.pt if it beats the best single one."""
+    snapshots = sorted(model_dir.glob(SNAPSHOT_PATTERN))
+    if len(snapshots) < 2:
+        return
+    trained_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.load_state_dict(average_weights(snapshots))
+    scores = validate_model()
+    live.summary["averaged_valid_chrf"] = scores["chrf"]
+    bar.write(f"average of {len(snapshots)} snapshots: valid chrF {scores['chrf']:.1f} "
+              f"(best single: {progress.best_chrf:.1f})", file=sys.stderr)
+    if scores["chrf"] > progress.best_chrf:
+        save(model_dir / "best.pt")
+        progress.best_chrf = scores["chrf"]
+        live.summary["best_valid_chrf"] = scores["chrf"]
+    model.load_state_dict(trained_weights)
 
 
 def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed) -> Progress:

@@ -10,6 +10,7 @@ import torch
 
 from seq2seq.checkpoint import load_model
 from seq2seq.device import pick_device
+from seq2seq.domains import Domains
 from seq2seq.errors import UserError
 from seq2seq.prepare import normalize
 from seq2seq.search import Hypothesis, translate_ids
@@ -26,7 +27,8 @@ class Translator:
     """A loaded model plus decoding settings.
 
     Input is normalised as in training; an empty sentence gives an empty translation; a sentence
-    longer than the model was trained on is cut to that length, with a warning.
+    longer than the model was trained on is cut to that length, with a warning. A model trained
+    with domain tags reads the tag of `domain` (default: its default domain) before each sentence.
     """
 
     def __init__(
@@ -38,13 +40,20 @@ class Translator:
         batch_size: int = 64,
         device: str = "cpu",
         warn: Callable[[str], None] = _warn_on_stderr,
+        no_repeat_ngram_size: int = 0,
+        domain: str | None = None,
     ) -> None:
         self.device = pick_device(device)
         self.model, self.tokenizer, content = load_model(model_path, self.device)
         self.max_input_tokens = content.get("max_source_length") or 200
+        self.domains = Domains(**content["domains"]) if content.get("domains") else None
+        if domain is not None and self.domains is None:
+            raise UserError(f"{model_path} was trained without domain tags: --domain does not apply")
+        self.tag_id = self.domains.tag_id(domain or self.domains.default) if self.domains else None
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.max_output_ratio = max_output_ratio
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.batch_size = batch_size
         self.warn = warn
 
@@ -57,22 +66,30 @@ class Translator:
                 del sequence[self.max_input_tokens :]
         return ids
 
-    def hypotheses(self, sentences: list[str], first_number: int = 1) -> list[Hypothesis | None]:
-        """Best hypothesis per sentence (None for an empty one)."""
-        return self._search(self._source_ids(sentences, first_number))
+    def _tagged(self, ids: list[list[int]], tag_ids: list[int] | None) -> list[list[int]]:
+        """Each non-empty sequence after its domain tag (`tag_ids`, or this translator's domain)."""
+        if self.tag_id is None:
+            return ids
+        tag_ids = tag_ids or [self.tag_id] * len(ids)
+        return [[tag, *sequence] if sequence else [] for tag, sequence in zip(tag_ids, ids, strict=True)]
+
+    def hypotheses(self, sentences: list[str], first_number: int = 1, tag_ids: list[int] | None = None
+                   ) -> list[Hypothesis | None]:
+        """Best hypothesis per sentence (None for an empty one); `tag_ids` overrides the domain tag per sentence."""
+        return self._search(self._tagged(self._source_ids(sentences, first_number), tag_ids))
 
     def _search(self, ids: list[list[int]]) -> list[Hypothesis | None]:
         present = [i for i, sequence in enumerate(ids) if sequence]
         results: list[Hypothesis | None] = [None] * len(ids)
         found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, self.beam_size,
-                              self.length_penalty, self.max_output_ratio, self.device)
+                              self.length_penalty, self.max_output_ratio, self.device, self.no_repeat_ngram_size)
         for index, hypothesis in zip(present, found, strict=True):
             results[index] = hypothesis
         return results
 
-    def translate(self, sentences: list[str], first_number: int = 1) -> list[str]:
+    def translate(self, sentences: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
         """Korean translations, one per input sentence, in order."""
-        hypotheses = self.hypotheses(sentences, first_number)
+        hypotheses = self.hypotheses(sentences, first_number, tag_ids)
         decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
         return [text if h else "" for text, h in zip(decoded, hypotheses, strict=True)]
 
@@ -85,11 +102,12 @@ class Translator:
 
     def attention(self, sentence: str) -> tuple[list[str], list[str], torch.Tensor]:
         """Source pieces, output pieces (EOS last) and the (output, source) attention weights."""
-        source_ids = self._source_ids([sentence])[0]
+        source_ids = self._tagged(self._source_ids([sentence]), None)[0]
         (hypothesis,) = self._search([source_ids])
         if hypothesis is None:
             raise UserError("the sentence is empty after normalisation: no attention to draw")
-        source_pieces = [self.tokenizer.source.id_to_piece(i) for i in source_ids]
+        source_pieces = [self.domains.piece(i) if i == self.tag_id else self.tokenizer.source.id_to_piece(i)
+                         for i in source_ids]
         target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
         weights = hypothesis.attention[: len(target_pieces)]
         return source_pieces, target_pieces[: weights.size(0)], weights
