@@ -231,7 +231,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         state = {
             "progress": vars(progress),
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
         save_checkpoint(path, model, tokenizer, config.max_length, state)
@@ -333,9 +333,20 @@ def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world
     progress = Progress(**state["progress"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
+    np.random.set_state(_numpy_rng_state(state["rng"]["numpy"]))
     if state["rng"].get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     if world.rank > 0:  # rank 0's generator was saved; the others only need to differ from it
         torch.manual_seed(torch.initial_seed() + world.rank + progress.step)
     return progress
+
+
+def _numpy_rng_state(saved: list | None = None) -> list | tuple:
+    """numpy's global generator state as plain data for a checkpoint (no `saved`), or `saved` back
+    as the tuple `np.random.set_state` takes: its 624-word key is an ndarray, which a safe
+    (`weights_only`) checkpoint cannot hold."""
+    if saved is None:
+        name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+        return [name, key.tolist(), position, has_gauss, cached_gaussian]
+    name, key, position, has_gauss, cached_gaussian = saved
+    return name, np.array(key, dtype=np.uint32), position, has_gauss, cached_gaussian
