@@ -65,11 +65,13 @@ class Progress:
 
 def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     """Linear warm-up over `warmup_steps`, then inverse square root decay (or constant), times the
-    plateau scale (halved after each validation without gain when schedule is `plateau`)."""
+    plateau scale (halved after each validation without gain when schedule is `plateau`); after
+    warm-up never below `min_learning_rate`."""
     warmup = max(config.warmup_steps, 1)
     warm = min(1.0, step / warmup)
     decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
-    return config.learning_rate * warm * decay * lr_scale
+    rate = config.learning_rate * warm * decay * lr_scale
+    return max(rate, config.min_learning_rate) if step >= warmup else rate
 
 
 def seed_everything(seed: int) -> None:

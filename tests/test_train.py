@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seq2seq.checkpoint import load_model, read_checkpoint
-from seq2seq.config import parse_params
+from seq2seq.config import ConfigError, parse_params
 from seq2seq.train import learning_rate, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
@@ -32,6 +32,17 @@ def test_learning_rate_schedule() -> None:
     assert learning_rate(config, 40, 0.5) == pytest.approx(0.25)
     constant = parse_params({"train": {"learning_rate": 1.0, "warmup_steps": 10, "schedule": "constant"}}).train
     assert learning_rate(constant, 400, 1.0) == pytest.approx(1.0)
+
+
+def test_plateau_halvings_stop_at_the_floor() -> None:
+    plateau = {"learning_rate": 0.01, "warmup_steps": 10, "schedule": "plateau"}
+    config = parse_params({"train": {**plateau, "min_learning_rate": 0.001}}).train
+    assert learning_rate(config, 50, 0.5) == pytest.approx(0.005)
+    assert learning_rate(config, 50, 0.5**20) == pytest.approx(0.001)  # 20 validations without gain
+    assert learning_rate(config, 5, 0.5**20) < 0.001  # warm-up still starts low
+    assert parse_params({"train": plateau}).train.min_learning_rate > 0  # a floor by default
+    with pytest.raises(ConfigError, match="train.min_learning_rate"):
+        parse_params({"train": {**plateau, "min_learning_rate": 0.1}})
 
 
 def copy_data(source: Path, target: Path) -> None:
