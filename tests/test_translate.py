@@ -103,3 +103,35 @@ def test_attention_needs_one_sentence_argument(model_path: str, tmp_path: Path) 
     for args in (["-"], ["One.", "Two."]):
         result = run(["translate", "--model", model_path, "--attention", str(tmp_path / "a.png"), *args])
         assert result.exit_code == 1 and "--attention draws one sentence" in result.stderr
+
+
+def test_invalid_utf8_on_stdin_is_replaced_with_one_warning(model_path: str) -> None:
+    pairs = toy_pairs()[:2]
+    stdin = pairs[0][0].encode() + b"\nHello\xff world\n\xfe\xfe\n" + pairs[1][0].encode() + b"\n"
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", "--model", model_path, "--beam", "1"],
+                            input=stdin, capture_output=True, timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    lines = result.stdout.decode("utf-8").split("\n")
+    assert len(lines) == 5 and lines[0] == pairs[0][1] and lines[3] == pairs[1][1] and lines[4] == ""
+    assert stderr.startswith("warning: line 2 is not valid UTF-8") and len(stderr.splitlines()) == 1
+
+
+def test_attention_to_a_missing_folder_creates_it(model_path: str, tmp_path: Path) -> None:
+    png = tmp_path / "new/deeper/attention.png"
+    result = run(["translate", "--model", model_path, "--attention", str(png), toy_pairs()[5][0]])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_attention_to_an_impossible_path_is_one_line_and_writes_nothing(model_path: str, tmp_path: Path,
+                                                                        where: str) -> None:
+    (tmp_path / "file").write_text("in the way")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "file/attention.png" if where == "under a file" else tmp_path / "folder"
+    result = run(["translate", "--model", model_path, "--attention", str(target), toy_pairs()[5][0]])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: cannot write {target}: ") and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
