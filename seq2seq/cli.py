@@ -208,6 +208,17 @@ def bench_memory(params_path: Path, copies: int, steps: int) -> None:
         click.echo(line)
 
 
+@bench.command("step")
+@PARAMS
+def bench_step(params_path: Path) -> None:
+    """Peak memory of one training step on the longest batch the params allow (random ids, no data needed)."""
+    from seq2seq.bench import bench_step_memory as run
+    from seq2seq.config import load_params
+
+    for line in run(load_params(params_path)):
+        click.echo(line)
+
+
 @bench.command("translate")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
               show_default=True)
