@@ -31,7 +31,7 @@ from tqdm import tqdm
 from seq2seq.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, make_batches
-from seq2seq.device import autocast, pick_device
+from seq2seq.device import autocast, machine_description, pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -212,6 +212,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
 
         live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         live.log_param("parameters", model.parameter_count())
+        live.summary["machine"] = machine_description(device)  # best.pt's bytes differ from one CPU model to another
 
     # Ctrl-C or SIGTERM stops at the next step boundary and saves last.pt there; a second Ctrl-C
     # stops at once without saving (the last.pt already on disk is whole: writes are atomic).
