@@ -90,10 +90,10 @@ class Attention(nn.Module):
     The key-side projection (W k or W_k k) depends only on the source, so `project_keys` computes it
     once per batch; every decoder step reuses it.
 
-    Additive scoring needs a (B, T, S, H) tensor, about 0.8 GB at once in a default-size training
-    step. It is built over chunks of target steps of at most `score_chunk_elements` elements, and in
-    training each chunk's tanh is recomputed in the backward pass rather than kept, so memory stays
-    bounded whatever the batch.
+    Additive scoring needs a (B, T, S, H) tensor, 0.8 GB in float32 for the longest batch of the
+    default params (40 x 100 tokens, 512 units). It is built over chunks of target steps of at most
+    `score_chunk_elements` elements, and in training each chunk's tanh is recomputed in the backward
+    pass rather than kept, so memory stays bounded whatever the batch.
     """
 
     score_chunk_elements = 2**22  # 16 MiB in float32
