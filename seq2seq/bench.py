@@ -6,6 +6,7 @@ within one run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import torch
 
 from seq2seq.config import EvaluateConfig, ModelConfig, Params
 from seq2seq.data import ParallelData, collate, make_batches
-from seq2seq.device import pick_device
+from seq2seq.device import autocast, pick_device
 from seq2seq.model import Seq2Seq
 from seq2seq.train import Distributed, learning_rate, make_optimizer, train_step
 
@@ -84,6 +85,12 @@ def _replicate_corpus(raw_dir: Path, sources: list[str], copies: int, out_dir: P
 
 def _peak_rss_mib(code: str) -> float:
     """Run Python `code` in a fresh process; return its peak resident memory in MiB."""
+    return _peak_rss_lines(code)[-1] / 1024
+
+
+def _peak_rss_lines(code: str) -> list[int]:
+    """Run Python `code` in a fresh process; return the integers it printed, one a line, followed by
+    its peak resident memory in KiB."""
     import subprocess
     import sys
 
@@ -92,7 +99,7 @@ def _peak_rss_mib(code: str) -> float:
     if result.returncode != 0:
         last_line = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         raise RuntimeError(f"benchmark subprocess failed: {last_line}")
-    return int(result.stdout.strip().splitlines()[-1]) / 1024
+    return [int(line) for line in result.stdout.strip().splitlines() if line.strip().isdigit()]
 
 
 def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("data/raw"),
@@ -130,6 +137,39 @@ def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("
                 f"os.chdir({str(work)!r}); train(load_params('params.yaml'))")
             yield (f"{scale:>3}x ({pairs:,} train pairs): peak RSS prepare {prepare_mib:,.0f} MiB, "
                    f"encode {encode_mib:,.0f} MiB, train ({steps} steps) {train_mib:,.0f} MiB")
+
+
+def bench_step_memory(params: Params) -> Iterator[str]:
+    """Yield a report line: peak RSS of one training step (forward and backward) on the longest batch
+    that `train.batch_tokens` and `train.max_length` allow, with random ids (no data needed)."""
+    import json
+
+    config = params.train
+    length = config.max_length
+    sentences = max(1, config.batch_tokens // (length + 1))  # +1: BOS or EOS
+    target_vocab = params.tokenizer.vocab_size if params.tokenizer.joint else params.tokenizer.korean_vocab_size
+    vocab_sizes = (params.tokenizer.vocab_size, target_vocab)
+    probe = (
+        "import json, resource, torch\n"
+        "from seq2seq.config import parse_params\nfrom seq2seq.device import autocast, pick_device\n"
+        "from seq2seq.model import Seq2Seq\n"
+        f"params = parse_params(json.loads({json.dumps(dataclasses.asdict(params))!r}))\n"
+        f"B, L, (vs, vt) = {sentences}, {length}, {vocab_sizes}\n"
+        "torch.manual_seed(0); device = pick_device(params.train.device)\n"
+        "model = Seq2Seq(params.model, vs, vt).to(device).train()\n"
+        "source, lengths = torch.randint(4, vs, (B, L), device=device), torch.full((B,), L)\n"
+        "target_input, target_output = (torch.randint(4, vt, (B, L), device=device) for _ in range(2))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "with autocast(device, params.train.bf16):\n"
+        "    loss = model(source, lengths, target_input, target_output)\n"
+        "loss.backward()"
+    )
+    ready, peak = (kib / 1024 for kib in _peak_rss_lines(probe)[-2:])
+    model = params.model
+    bf16 = not isinstance(autocast(pick_device(config.device), config.bf16), contextlib.nullcontext)
+    yield (f"one training step, {sentences} x {length} tokens both sides, {model.attention} attention, "
+           f"decoder {model.decoder_hidden_size} units, bf16 autocast {'on' if bf16 else 'off'}: "
+           f"peak RSS {peak:,.0f} MiB ({peak - ready:,.0f} MiB above the {ready:,.0f} MiB of model and batch)")
 
 
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int], batch_size: int,

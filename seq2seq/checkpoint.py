@@ -3,6 +3,10 @@
 A checkpoint holds the model's params and weights and the tokenizer's SentencePiece protos, so
 `seq2seq translate --model FILE` needs that one file. `last.pt` also holds the training state
 (optimizer, schedule, position in the epoch, random generators) that `train --resume` restores.
+
+Safe to open from anywhere: a checkpoint holds only tensors and plain data (dict, list, tuple, str,
+bytes, int, float, bool, None), checked when written, and is read with `torch.load(weights_only=True)`,
+which refuses any pickled class or function, so a crafted `.pt` file cannot run code.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
-import zipfile
+import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,23 @@ from seq2seq.files import atomic_path
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import Tokenizer
 
-FORMAT = "seq2seq-checkpoint-1"
+FORMAT = "seq2seq-checkpoint-2"  # 2: tensors and plain data only, read with weights_only=True
+
+_PLAIN_TYPES = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.Size)
+
+
+def check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Raise `TypeError` naming the first value that `torch.load(weights_only=True)` would refuse."""
+    if type(value) in (dict, OrderedDict):  # what state_dict() returns; other dict subclasses are refused
+        for key, item in value.items():
+            check_plain(key, f"{where} key")
+            check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, _PLAIN_TYPES) or type(value).__module__ == "numpy":
+        raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}: a checkpoint "
+                        "holds only tensors and plain data")
 
 
 def save_checkpoint(
@@ -46,6 +67,7 @@ def save_checkpoint(
         "domains": domains.to_dict() if domains else None,
         "training_state": training_state,
     }
+    check_plain(content)
     # Serialised in memory first: torch.save names the archive inside the file after the file, and
     # the temporary file's random name would make the bytes differ from run to run.
     buffer = io.BytesIO()
@@ -59,11 +81,21 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"no model at {path}: run `dvc repro` (the train stage writes it) or pass --model")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        needed = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if needed:
+            raise UserError(f"{path} holds pickled Python objects ({needed[1]}), not only tensors and plain data: "
+                            f"refused, as loading it could run code (a crafted file, or not a {FORMAT} one)"
+                            ) from None
+        raise UserError(f"{path} is not a readable checkpoint (UnpicklingError); retrain or restore it") from None
+    except Exception as error:  # a damaged file fails in many ways; torch's safe unpickler even raises IndexError
         reason = type(error).__name__
         raise UserError(f"{path} is not a readable checkpoint ({reason}); retrain or restore it") from None
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
+    found = content.get("format") if isinstance(content, dict) else None
+    if isinstance(found, str) and found.startswith("seq2seq-checkpoint-") and found != FORMAT:
+        raise UserError(f"{path} is a {found} file, an older format: retrain to write a {FORMAT} file")
+    if found != FORMAT:
         raise UserError(f"{path} is not a {FORMAT} file (made by another version or program?)")
     return content
 

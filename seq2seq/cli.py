@@ -51,8 +51,11 @@ def main() -> None:
 def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -> None:
     """Clean the raw corpus and split it into train, valid and test."""
     from seq2seq.config import load_params
+    from seq2seq.files import check_output
     from seq2seq.prepare import prepare as run
 
+    check_output(out_dir, folder=True)
+    check_output(stats_path)
     stats = run(raw_dir, out_dir, stats_path, load_params(params_path).prepare)
     click.echo(f"pairs: {stats['pairs']}; dropped: {stats['dropped']}")
 
@@ -65,8 +68,10 @@ def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -
 def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
     """Train the SentencePiece tokenizer on the train split."""
     from seq2seq.config import load_params
+    from seq2seq.files import check_output
     from seq2seq.tokenizer import train_tokenizer
 
+    check_output(out_dir, folder=True)
     train_tokenizer(prepared_dir, out_dir, load_params(params_path).tokenizer)
     click.echo(f"tokenizer written to {out_dir}/")
 
@@ -80,8 +85,10 @@ def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
 def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     """Tokenise every split into memory-mappable token-id files."""
     from seq2seq.data import encode_splits
+    from seq2seq.files import check_output
     from seq2seq.tokenizer import load_tokenizer
 
+    check_output(out_dir, folder=True)
     counts = encode_splits(prepared_dir, load_tokenizer(tokenizer_dir), out_dir)
     click.echo(f"tokens per split: {counts}")
 
@@ -121,9 +128,12 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
     """Translate the test split and score it (chrF, BLEU) with sacrebleu."""
     from seq2seq.config import load_params
     from seq2seq.evaluate import evaluate as run
+    from seq2seq.files import check_output
 
-    metrics = run(model_path, prepared_dir, Path("metrics/evaluate.json"), Path("reports/hypotheses.ko"),
-                  Path("reports/samples.md"), load_params(params_path).evaluate, device)
+    outputs = Path("metrics/evaluate.json"), Path("reports/hypotheses.ko"), Path("reports/samples.md")
+    for output in outputs:
+        check_output(output)
+    metrics = run(model_path, prepared_dir, *outputs, load_params(params_path).evaluate, device)
     click.echo(f"test: {metrics['test']} ({metrics['sentences_per_second']} sentences/s)")
 
 
@@ -147,14 +157,17 @@ def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, atte
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
-    from seq2seq.translate import Translator, plot_attention
+    from seq2seq.files import check_output
+    from seq2seq.translate import Translator, decode_lines, plot_attention
 
+    if attention_png:
+        check_output(attention_png)
     if no_repeat_ngram_size is None:
         no_repeat_ngram_size = _evaluate_params(params_path).no_repeat_ngram_size
     translator = Translator(model_path, beam_size=beam_size, device=device, domain=domain,
                             no_repeat_ngram_size=no_repeat_ngram_size)
     if not sentences or sentences == ("-",):
-        for line in translator.translate_stream(sys.stdin):
+        for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
             click.echo(line)
             sys.stdout.flush()
         return
@@ -207,6 +220,17 @@ def bench_memory(params_path: Path, copies: int, steps: int) -> None:
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):
+        click.echo(line)
+
+
+@bench.command("step")
+@PARAMS
+def bench_step(params_path: Path) -> None:
+    """Peak memory of one training step on the longest batch the params allow (random ids, no data needed)."""
+    from seq2seq.bench import bench_step_memory as run
+    from seq2seq.config import load_params
+
+    for line in run(load_params(params_path)):
         click.echo(line)
 
 

@@ -107,6 +107,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 150
     schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
+    min_learning_rate: float = 1e-5  # the floor after warm-up: plateau halvings and decay stop here
     label_smoothing: float = 0.1
     clip_grad_norm: float = 1.0
     max_steps: int = 2000
@@ -127,6 +128,8 @@ class TrainConfig:
         _require(self.batch_tokens > 0, "train.batch_tokens", "must be > 0")
         _require(self.max_length > 1, "train.max_length", "must be > 1")
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0")
+        _require(0 <= self.min_learning_rate <= self.learning_rate, "train.min_learning_rate",
+                 "must be in [0, train.learning_rate]")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")

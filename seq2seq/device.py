@@ -29,3 +29,21 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
     if device.type == "cpu" and native_cpu_bf16:
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def machine_description(device: torch.device) -> dict[str, str]:
+    """What a trained model's exact bytes depend on besides the data and params: the CPU (or GPU)
+    model, the kernels torch picks for it, the torch version and the thread count."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    description = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                   "torch": torch.__version__, "threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        description["gpu"] = torch.cuda.get_device_name(device)
+    return description

@@ -11,12 +11,38 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from seq2seq.errors import UserError
+
+
+def _make_parent(path: Path) -> None:
+    """Create the folders above `path`; a one-line `UserError` when that is impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else (error.strerror or type(error).__name__)
+        raise UserError(f"cannot write {path}: {reason}") from None
+
+
+def check_output(path: str | Path, folder: bool = False) -> None:
+    """Before any work, without writing anything: a one-line `UserError` when an output file (or
+    `folder`) cannot be written at `path` (a file in the way, a folder where a file goes, no
+    permission). Missing folders above it are fine: the atomic writers make them."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"cannot write {path}: it is {'a file' if folder else 'a folder'}")
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {existing} is not writable")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temp = Path(temp_name)
@@ -43,7 +69,7 @@ def write_json(path: str | Path, data: Any) -> None:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; on success it replaces `path` whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     temp.chmod(0o755)  # mkdtemp makes it private; the stage's output is an ordinary directory
     try:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.utils.checkpoint import checkpoint
 
 from seq2seq.config import ModelConfig
 from seq2seq.tokenizer import PAD_ID
@@ -122,7 +123,14 @@ class Attention(nn.Module):
 
     The key-side projection (W k or W_k k) depends only on the source, so `project_keys` computes it
     once per batch; every decoder step reuses it.
+
+    Additive scoring needs a (B, T, S, H) tensor, 0.8 GB in float32 for the longest batch of the
+    default params (40 x 100 tokens, 512 units). It is built over chunks of target steps of at most
+    `score_chunk_elements` elements, and in training each chunk's tanh is recomputed in the backward
+    pass rather than kept, so memory stays bounded whatever the batch.
     """
+
+    score_chunk_elements = 2**22  # 16 MiB in float32
 
     def __init__(self, kind: str, query_size: int, key_size: int) -> None:
         super().__init__()
@@ -147,13 +155,33 @@ class Attention(nn.Module):
         Returns contexts (B, T, key_size) and weights (B, T, S), zero at padding, summing to 1 over S.
         """
         if self.kind == "bahdanau":
-            hidden = torch.tanh(self.query_projection(queries).unsqueeze(2) + projected_keys.unsqueeze(1))
-            scores = self.energy(hidden).squeeze(-1)
+            scores = self._additive_scores(self.query_projection(queries), projected_keys)
         else:
             scores = torch.bmm(queries, projected_keys.transpose(1, 2))
         scores = scores.float().masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return torch.bmm(weights.to(values.dtype), values), weights
+
+    def _additive_scores(self, projected_queries: torch.Tensor, projected_keys: torch.Tensor) -> torch.Tensor:
+        """projected_queries: (B, T, H); projected_keys: (B, S, H) -> scores (B, T, S), chunk by chunk over T."""
+        batch, steps, hidden_size = projected_queries.shape
+        steps_per_chunk = max(1, self.score_chunk_elements // (batch * projected_keys.size(1) * hidden_size))
+        if steps_per_chunk >= steps:
+            return self._chunk_scores(projected_queries, projected_keys)
+        recompute = torch.is_grad_enabled() and (projected_queries.requires_grad or projected_keys.requires_grad)
+        chunks = []
+        for start in range(0, steps, steps_per_chunk):
+            queries = projected_queries[:, start : start + steps_per_chunk]
+            if recompute:
+                chunks.append(checkpoint(self._chunk_scores, queries, projected_keys, use_reentrant=False))
+            else:
+                chunks.append(self._chunk_scores(queries, projected_keys))
+        return torch.cat(chunks, dim=1)
+
+    def _chunk_scores(self, projected_queries: torch.Tensor, projected_keys: torch.Tensor) -> torch.Tensor:
+        """(B, t, H) and (B, S, H) -> v · tanh(q + k), (B, t, S)."""
+        hidden = torch.tanh(projected_queries.unsqueeze(2) + projected_keys.unsqueeze(1))
+        return self.energy(hidden).squeeze(-1)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
-from seq2seq.device import autocast, pick_device
+from seq2seq.device import autocast, machine_description, pick_device
 from seq2seq.domains import Domains, read_source_names, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
@@ -67,11 +67,13 @@ class Progress:
 
 def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     """Linear warm-up over `warmup_steps`, then inverse square root decay (or constant), times the
-    plateau scale (halved after each validation without gain when schedule is `plateau`)."""
+    plateau scale (halved after each validation without gain when schedule is `plateau`); after
+    warm-up never below `min_learning_rate`."""
     warmup = max(config.warmup_steps, 1)
     warm = min(1.0, step / warmup)
     decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
-    return config.learning_rate * warm * decay * lr_scale
+    rate = config.learning_rate * warm * decay * lr_scale
+    return max(rate, config.min_learning_rate) if step >= warmup else rate
 
 
 def seed_everything(seed: int) -> None:
@@ -216,6 +218,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
 
         live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
         live.log_param("parameters", model.parameter_count())
+        live.summary["machine"] = machine_description(device)  # best.pt's bytes differ from one CPU model to another
 
     # Ctrl-C or SIGTERM stops at the next step boundary and saves last.pt there; a second Ctrl-C
     # stops at once without saving (the last.pt already on disk is whole: writes are atomic).
@@ -237,7 +240,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
         state = {
             "progress": vars(progress),
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
         save_checkpoint(path, model, tokenizer, config.max_length, state, domains)
@@ -397,9 +400,20 @@ def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world
     progress = Progress(**state["progress"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
+    np.random.set_state(_numpy_rng_state(state["rng"]["numpy"]))
     if state["rng"].get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     if world.rank > 0:  # rank 0's generator was saved; the others only need to differ from it
         torch.manual_seed(torch.initial_seed() + world.rank + progress.step)
     return progress
+
+
+def _numpy_rng_state(saved: list | None = None) -> list | tuple:
+    """numpy's global generator state as plain data for a checkpoint (no `saved`), or `saved` back
+    as the tuple `np.random.set_state` takes: its 624-word key is an ndarray, which a safe
+    (`weights_only`) checkpoint cannot hold."""
+    if saved is None:
+        name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+        return [name, key.tolist(), position, has_gauss, cached_gaussian]
+    name, key, position, has_gauss, cached_gaussian = saved
+    return name, np.array(key, dtype=np.uint32), position, has_gauss, cached_gaussian

@@ -144,3 +144,18 @@ def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: 
         figure.tight_layout()
         figure.savefig(temp, format="png", dpi=120)
     plt.close(figure)
+
+
+def decode_lines(lines: Iterable[bytes], warn: Callable[[str], None] = _warn_on_stderr) -> Iterator[str]:
+    """Text of raw input lines, line ends stripped, one per line: bytes that are not UTF-8 become
+    U+FFFD, with one warning naming the first line that had some."""
+    warned = False
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            if not warned:
+                warn(f"line {number} is not valid UTF-8: invalid bytes replaced by U+FFFD (later lines not reported)")
+                warned = True
+        yield text.rstrip("\r\n")

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 
 COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["train"], ["evaluate"], ["translate"], ["bench"],
-            ["bench", "train"], ["bench", "memory"], ["bench", "translate"]]
+            ["bench", "train"], ["bench", "memory"], ["bench", "step"], ["bench", "translate"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")
@@ -36,3 +36,16 @@ def test_missing_raw_data_says_dvc_pull(tmp_path, monkeypatch) -> None:
     (tmp_path / "params.yaml").write_text("prepare:\n  sources: [a]\n  valid_sources: [b]\n")
     result = CliRunner().invoke(main, ["prepare"])
     assert result.exit_code == 1 and "dvc pull" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["prepare --out", "prepare --stats", "tokenizer --out", "encode --out"])
+def test_output_path_under_a_file_is_one_line(tmp_path, monkeypatch, command: str) -> None:
+    """Every user-supplied output path is checked before any work: nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("prepare:\n  sources: [a]\n  valid_sources: [b]\n")
+    (tmp_path / "file").write_text("in the way")
+    target = "file/output"
+    result = CliRunner().invoke(main, [*command.split(), target])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: cannot write {target}: file is a file, not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "params.yaml"]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.config import ConfigError, load_params, parse_params
+from seq2seq.config import ConfigError, Params, load_params, parse_params
 
 
 def test_repository_params_load() -> None:
@@ -12,7 +12,9 @@ def test_repository_params_load() -> None:
 
 
 def test_missing_sections_take_defaults() -> None:
-    assert parse_params({}).train.batch_tokens > 0
+    params = parse_params({})
+    assert params == Params()
+    assert (params.train.batch_tokens, params.model.attention, params.evaluate.beam_size) == (4096, "general", 5)
 
 
 @pytest.mark.parametrize(

@@ -88,3 +88,49 @@ def test_tiny_model_overfits_a_handful_of_pairs(input_feeding: bool) -> None:
     model.eval()
     outputs = greedy_search(model, source, lengths, max_output_lengths(lengths, 2.0))
     assert [h.tokens for h in outputs] == [t for _, t in pairs]
+
+
+def _largest_saved_for_backward(function) -> int:
+    """Run `function()` and return the element count of the largest tensor autograd kept for backward."""
+    largest = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal largest
+        largest = max(largest, tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        function()
+    return largest
+
+
+def test_bahdanau_scores_in_bounded_chunks_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training keeps no (B, T, S, H) tensor for backward; chunked scores and gradients equal the whole."""
+    from seq2seq.model import Attention
+
+    torch.manual_seed(0)
+    batch, steps, sources, hidden = 3, 20, 15, 24
+    attention = Attention("bahdanau", hidden, 10)
+    queries = torch.randn(batch, steps, hidden, requires_grad=True)
+    keys = torch.randn(batch, sources, 10, requires_grad=True)
+    mask = torch.ones(batch, sources, dtype=torch.bool)
+    mask[1, 9:] = False
+
+    def run() -> tuple[torch.Tensor, ...]:
+        contexts, weights = attention(queries, attention.project_keys(keys), keys, mask)
+        (contexts.square().sum() + weights[:, :, 0].sum()).backward()
+        gradients = (queries.grad.clone(), keys.grad.clone(), attention.energy.weight.grad.clone())
+        queries.grad = keys.grad = None
+        attention.zero_grad()
+        return contexts.detach(), weights.detach(), *gradients
+
+    whole = run()
+    budget = batch * sources * hidden * 2  # two target steps a chunk
+    monkeypatch.setattr(Attention, "score_chunk_elements", budget, raising=False)
+    chunked = run()
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    largest = _largest_saved_for_backward(lambda: attention(queries, attention.project_keys(keys), keys, mask))
+    assert largest <= budget < batch * steps * sources * hidden
+    with torch.no_grad():  # search: chunks too, nothing recomputed
+        torch.testing.assert_close(attention(queries, attention.project_keys(keys), keys, mask)[1], whole[1])

@@ -83,10 +83,12 @@ def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
     beam = beam_search(model, source, lengths, limits, beam_size=4, length_penalty=0.0)
     for row, (g, b) in enumerate(zip(greedy, beam, strict=True)):
         src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
-        if len(b.tokens) < int(limits[row]):  # ended with EOS: the score includes it
-            assert b.score == pytest.approx(sequence_log_prob(model, src, length, b.tokens), abs=1e-4)
-        if len(g.tokens) < int(limits[row]) and len(b.tokens) < int(limits[row]):
-            assert b.score >= g.score - 1e-5
+        for hypothesis in (g, b):
+            ended = len(hypothesis.tokens) < int(limits[row])  # with EOS, which the score includes
+            rescore = sequence_log_prob if ended else _prefix_log_prob
+            assert hypothesis.score == pytest.approx(rescore(model, src, length, hypothesis.tokens), abs=1e-4)
+        assert b.score >= g.score - 1e-5
+    assert any(b.score > g.score + 1e-3 for g, b in zip(greedy, beam, strict=True))  # the beam found better
 
 
 def test_translate_ids_keeps_order_and_batches_by_length() -> None:

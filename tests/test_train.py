@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seq2seq.checkpoint import load_model, read_checkpoint
-from seq2seq.config import parse_params
+from seq2seq.config import ConfigError, parse_params
 from seq2seq.train import learning_rate, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
@@ -24,6 +24,16 @@ def test_training_learns_and_writes_outputs(tiny_workdir: Path) -> None:
     assert read_checkpoint(tiny_workdir / "models/model/last.pt")["training_state"]["progress"]["step"] == 100
 
 
+def test_metrics_record_the_machine(tiny_workdir: Path) -> None:
+    """best.pt's bytes depend on the CPU model and torch version: the metrics say which made them."""
+    machine = json.loads((tiny_workdir / "dvclive/metrics.json").read_text())["machine"]
+    cpu_names = {line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")}
+    assert machine["cpu"] in cpu_names
+    assert machine["torch"] == torch.__version__
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
 def test_learning_rate_schedule() -> None:
     config = parse_params({"train": {"learning_rate": 1.0, "warmup_steps": 10}}).train
     assert learning_rate(config, 5, 1.0) == pytest.approx(0.5)
@@ -34,10 +44,28 @@ def test_learning_rate_schedule() -> None:
     assert learning_rate(constant, 400, 1.0) == pytest.approx(1.0)
 
 
+def test_plateau_halvings_stop_at_the_floor() -> None:
+    plateau = {"learning_rate": 0.01, "warmup_steps": 10, "schedule": "plateau"}
+    config = parse_params({"train": {**plateau, "min_learning_rate": 0.001}}).train
+    assert learning_rate(config, 50, 0.5) == pytest.approx(0.005)
+    assert learning_rate(config, 50, 0.5**20) == pytest.approx(0.001)  # 20 validations without gain
+    assert learning_rate(config, 5, 0.5**20) < 0.001  # warm-up still starts low
+    assert parse_params({"train": plateau}).train.min_learning_rate > 0  # a floor by default
+    with pytest.raises(ConfigError, match="train.min_learning_rate"):
+        parse_params({"train": {**plateau, "min_learning_rate": 0.1}})
+
+
 def copy_data(source: Path, target: Path) -> None:
     for part in ("data/encoded", "data/prepared", "models/tokenizer"):
         (target / part).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(source / part, target / part)
+
+
+def test_a_second_run_writes_the_same_best_pt(tiny_workdir: Path, tmp_path: Path) -> None:
+    """On one machine (CPU model, torch version, threads) training is byte-reproducible; see README."""
+    copy_data(tiny_workdir, tmp_path)
+    train(tiny_params(), tiny_paths(tmp_path))
+    assert (tmp_path / "models/model/best.pt").read_bytes() == (tiny_workdir / "models/model/best.pt").read_bytes()
 
 
 def test_resume_continues_exactly(tiny_workdir: Path, tmp_path: Path) -> None:

@@ -3,9 +3,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from seq2seq.cli import main
+from seq2seq.prepare import normalize
+from seq2seq.tokenizer import UNK_ID
 from seq2seq.translate import Translator
 from tests.conftest import toy_pairs
 
@@ -49,19 +52,32 @@ def test_empty_argument_is_an_error(model_path: str) -> None:
     assert result.stdout == ""
 
 
-def test_odd_characters_do_not_crash(model_path: str) -> None:
-    result = run(["translate", "--model", model_path, "I ate 😀 鬱陵島 \x07 bread.", "ñ"])
-    assert result.exit_code == 0
-    assert len(result.stdout.splitlines()) == 2
+def test_odd_characters_are_normalised_or_byte_encoded(model_path: str) -> None:
+    odd, plain = "I ate 😀 鬱陵島 \x07 bread.", "I ate 😀 鬱陵島 bread."
+    result = run(["translate", "--model", model_path, "--beam", "1", odd, plain, "ñ"])
+    assert result.exit_code == 0 and result.stderr == ""
+    outputs = result.stdout.splitlines()
+    assert len(outputs) == 3
+    assert outputs[0] == outputs[1]  # the control character is dropped by normalisation
+    assert all(any("가" <= char <= "힣" for char in line) for line in outputs), outputs
+    translator = Translator(Path(model_path), beam_size=1)
+    ids = translator.tokenizer.encode_source([normalize(odd)])[0]
+    assert UNK_ID not in ids  # emoji and Hanja become byte pieces, not the unknown piece
+    assert translator.tokenizer.source.decode(ids) == plain
 
 
-def test_long_input_is_truncated_with_a_warning(model_path: str) -> None:
+def test_long_input_is_cut_with_a_warning(model_path: str) -> None:
     warnings: list[str] = []
     translator = Translator(Path(model_path), beam_size=1, warn=warnings.append)
     long_sentence = " ".join(en for en, _ in toy_pairs()[:40])
-    (output,) = translator.translate([long_sentence])
-    assert isinstance(output, str)
-    assert len(warnings) == 1 and "translating its first 100" in warnings[0]
+    full_ids = translator.tokenizer.encode_source([long_sentence])[0]
+    assert len(full_ids) > 150
+    (hypothesis,) = translator.hypotheses([long_sentence])
+    assert warnings == [f"sentence 1 has {len(full_ids)} tokens; translating its first 100"]
+    assert hypothesis.attention.shape[1] == 100  # the model saw the first 100 source tokens only
+    (first_100,) = translator._search([full_ids[:100]])
+    assert hypothesis.tokens == first_100.tokens
+    assert translator.translate([long_sentence]) == translator.tokenizer.decode_target([first_100.tokens])
 
 
 def test_missing_model_says_dvc_repro(tmp_path: Path) -> None:
@@ -78,15 +94,24 @@ def test_corrupt_model_names_the_file(tmp_path: Path) -> None:
     assert str(corrupt) in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_attention_heatmap_is_a_png(model_path: str, tmp_path: Path) -> None:
-    png = tmp_path / "attention.png"
-    result = run(["translate", "--model", model_path, "--attention", str(png), toy_pairs()[5][0]])
-    assert result.exit_code == 0, result.output
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_attention_heatmap_is_a_png_sized_by_its_pieces(model_path: str, tmp_path: Path) -> None:
     import matplotlib.image
 
-    height, width, _ = matplotlib.image.imread(png).shape
-    assert height > 100 and width > 100
+    sentence = toy_pairs()[5][0]
+    png = tmp_path / "attention.png"
+    result = run(["translate", "--model", model_path, "--beam", "1", "--attention", str(png), sentence])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == toy_pairs()[5][1] + "\n"
+    assert f"attention heatmap written to {png}" in result.stderr
+    source_pieces, target_pieces, weights = Translator(Path(model_path), beam_size=1).attention(sentence)
+    assert weights.shape == (len(target_pieces), len(source_pieces)) and target_pieces[-1] == "</s>"
+    assert torch.allclose(weights.sum(-1), torch.ones(len(target_pieces)))
+    image = matplotlib.image.imread(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One column per source piece and one row per output piece: the figure grows with them (120 dpi).
+    assert image.shape[:2] == (round(120 * max(3, 0.4 * len(target_pieces) + 2)),
+                               round(120 * max(4, 0.45 * len(source_pieces) + 2)))
+    assert image[..., :3].std() > 0.05  # drawn, not blank
 
 
 def test_command_line_process_exit_codes(model_path: str) -> None:
@@ -103,3 +128,35 @@ def test_attention_needs_one_sentence_argument(model_path: str, tmp_path: Path) 
     for args in (["-"], ["One.", "Two."]):
         result = run(["translate", "--model", model_path, "--attention", str(tmp_path / "a.png"), *args])
         assert result.exit_code == 1 and "--attention draws one sentence" in result.stderr
+
+
+def test_invalid_utf8_on_stdin_is_replaced_with_one_warning(model_path: str) -> None:
+    pairs = toy_pairs()[:2]
+    stdin = pairs[0][0].encode() + b"\nHello\xff world\n\xfe\xfe\n" + pairs[1][0].encode() + b"\n"
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", "--model", model_path, "--beam", "1"],
+                            input=stdin, capture_output=True, timeout=120)
+    stderr = result.stderr.decode()
+    assert result.returncode == 0, stderr
+    lines = result.stdout.decode("utf-8").split("\n")
+    assert len(lines) == 5 and lines[0] == pairs[0][1] and lines[3] == pairs[1][1] and lines[4] == ""
+    assert stderr.startswith("warning: line 2 is not valid UTF-8") and len(stderr.splitlines()) == 1
+
+
+def test_attention_to_a_missing_folder_creates_it(model_path: str, tmp_path: Path) -> None:
+    png = tmp_path / "new/deeper/attention.png"
+    result = run(["translate", "--model", model_path, "--attention", str(png), toy_pairs()[5][0]])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_attention_to_an_impossible_path_is_one_line_and_writes_nothing(model_path: str, tmp_path: Path,
+                                                                        where: str) -> None:
+    (tmp_path / "file").write_text("in the way")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "file/attention.png" if where == "under a file" else tmp_path / "folder"
+    result = run(["translate", "--model", model_path, "--attention", str(target), toy_pairs()[5][0]])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: cannot write {target}: ") and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
