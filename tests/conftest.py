@@ -99,6 +99,25 @@ def tiny_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+DOMAIN_CONTROL = {"domain_tags": True, "default_domain": "general",
+                  "domains": {"general": ["toy-a"], "other": ["toy-b"]}, "source_weights": {"toy-b": 0.5},
+                  "average_checkpoints": 2}
+
+
+@pytest.fixture(scope="session")
+def tagged_workdir(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny data again, trained with domain tags, source weights, a relative position index and
+    checkpoint averaging."""
+    from seq2seq.train import train
+
+    root = tmp_path_factory.mktemp("tagged")
+    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        (root / part).symlink_to(tiny_workdir / part)
+    train(tiny_params(train=DOMAIN_CONTROL, model={"position_index": "relative"}), tiny_paths(root))
+    return root
+
+
 def tiny_paths(root: Path):
     from seq2seq.train import TrainPaths
 

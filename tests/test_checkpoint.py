@@ -92,3 +92,18 @@ def test_garbage_pickle_is_not_readable(tmp_path: Path) -> None:
     (tmp_path / "list.pt").write_bytes(buffer.getvalue()[:-3])
     with pytest.raises(UserError, match="is not a readable checkpoint"):
         read_checkpoint(tmp_path / "list.pt")
+
+
+def test_averaging_averages_the_weights(tiny_workdir: Path, tmp_path: Path) -> None:
+    from seq2seq.checkpoint import average_weights
+
+    model, tokenizer, _ = load_model(tiny_workdir / "models/model/best.pt")
+    original = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with torch.no_grad():
+        for offset, path in ((1.0, tmp_path / "a.pt"), (3.0, tmp_path / "b.pt")):
+            for name, tensor in model.state_dict().items():
+                tensor.copy_(original[name] + offset)
+            save_checkpoint(path, model, tokenizer, max_source_length=100)
+    averaged = average_weights([tmp_path / "a.pt", tmp_path / "b.pt"])
+    for name, tensor in original.items():
+        assert torch.allclose(averaged[name], tensor + 2.0), name

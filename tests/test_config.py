@@ -55,3 +55,17 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(tmp_path / "bad.yaml")
+
+
+def test_domain_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"train.source_weights.bible: expected float, got 'low'"):
+        parse_params({"train": {"source_weights": {"bible": "low"}}})
+    with pytest.raises(ConfigError, match="train.source_weights.bible: must be >= 0"):
+        parse_params({"train": {"source_weights": {"bible": -1}}})
+    with pytest.raises(ConfigError, match=r"train.domains.general\[1\]: expected str"):
+        parse_params({"train": {"domains": {"general": ["news", 3]}}})
+    with pytest.raises(ConfigError, match="a source belongs to one group only: news"):
+        parse_params({"train": {"domains": {"general": ["news"], "other": ["news"]}}})
+    with pytest.raises(ConfigError, match="train.default_domain: 'general' is not a group"):
+        parse_params({"train": {"domain_tags": True, "domains": {"technical": ["docs"]}}})
+    assert parse_params({"train": {"source_weights": {"bible": 1}}}).train.source_weights == {"bible": 1.0}

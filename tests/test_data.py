@@ -49,3 +49,18 @@ def test_collate_adds_bos_eos_and_padding() -> None:
     assert batch.target_input.tolist() == [[BOS_ID, 9, PAD_ID], [BOS_ID, 10, 11]]
     assert batch.target_output.tolist() == [[9, EOS_ID, PAD_ID], [10, 11, EOS_ID]]
     assert batch.target_tokens == 5
+
+
+def test_batches_follow_the_epoch_sample_with_repeats() -> None:
+    lengths = np.full(10, 5)
+    sample = np.array([0, 0, 0, 3, 7, 7])
+    flat = np.concatenate(make_batches(lengths, lengths, batch_tokens=12, max_length=50, seed=1, sample=sample))
+    assert sorted(flat.tolist()) == [0, 0, 0, 3, 7, 7]
+
+
+def test_collate_puts_the_domain_tag_first() -> None:
+    source = TokenArray(np.array([5, 6, 7, 8], dtype=np.int32), np.array([0, 3, 4]))
+    target = TokenArray(np.array([9, 10, 11], dtype=np.int32), np.array([0, 1, 3]))
+    batch = collate(ParallelData(source, target, tags=np.array([100, 101])), np.array([0, 1]))
+    assert batch.source.tolist() == [[100, 5, 6, 7], [101, 8, PAD_ID, PAD_ID]]
+    assert batch.source_lengths.tolist() == [4, 2]

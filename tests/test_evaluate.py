@@ -42,3 +42,10 @@ def test_misaligned_test_split_is_a_clear_error(tiny_workdir: Path, tmp_path: Pa
     with pytest.raises(UserError, match="rerun the prepare stage"):
         evaluate(tiny_workdir / "models/model/best.pt", prepared, tmp_path / "m.json", tmp_path / "h.ko",
                  tmp_path / "s.md", tiny_params().evaluate)
+
+
+def test_tagged_model_is_also_scored_with_each_source_own_tag(tagged_workdir: Path, tmp_path: Path) -> None:
+    metrics = evaluate(tagged_workdir / "models/model/best.pt", tagged_workdir / "data/prepared",
+                       tmp_path / "metrics.json", tmp_path / "hyps.ko", tmp_path / "samples.md", tiny_params().evaluate)
+    assert metrics["test"]["chrf_own_tag"] > 50
+    assert all("chrf_own_tag" in scores for scores in metrics["per_source"].values())

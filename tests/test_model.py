@@ -134,3 +134,44 @@ def test_bahdanau_scores_in_bounded_chunks_with_the_same_results(monkeypatch: py
     assert largest <= budget < batch * steps * sources * hidden
     with torch.no_grad():  # search: chunks too, nothing recomputed
         torch.testing.assert_close(attention(queries, attention.project_keys(keys), keys, mask)[1], whole[1])
+
+
+@pytest.mark.parametrize("position_index", ["none", "learned", "relative"])
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_position_index_shapes_and_training(position_index: str, input_feeding: bool) -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(model_config(position_index=position_index, input_feeding=input_feeding), VOCAB, VOCAB)
+    inputs = model.encoder.rnn.input_size, model.decoder.rnn.input_size
+    extra = 1 if position_index == "relative" else 0
+    assert inputs == (16 + extra, 16 * (2 if input_feeding else 1) + extra)
+    source, lengths = padded([[5, 6, 7, 8], [9, 10]])
+    target = torch.tensor([[BOS_ID, 11, 12, 13], [BOS_ID, 14, 0, 0]])
+    output = torch.tensor([[11, 12, 13, EOS_ID], [14, EOS_ID, 0, 0]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(30):
+        loss = model(source, lengths, target, output)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    # The step-by-step decoder sees the same positions as the fused teacher-forced pass.
+    model.eval()
+    with torch.no_grad():
+        memory, state = model.encode(source, lengths)
+        fused, _ = model.decoder(target, memory, state)
+        for t in range(target.size(1)):
+            attentional, state, _ = model.decoder.step(target[:, t], memory, state)
+            assert torch.allclose(attentional, fused[:, t], atol=1e-5), t
+
+
+def test_learned_positions_change_the_encoding() -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(model_config(position_index="learned"), VOCAB, VOCAB).eval()
+    source, lengths = padded([[5, 5, 5]])
+    outputs, _ = model.encoder(source, lengths)
+    with torch.no_grad():
+        model.encoder.position_index.table.weight.zero_()
+    plain, _ = model.encoder(source, lengths)
+    assert not torch.allclose(outputs, plain)

@@ -5,7 +5,7 @@ import torch
 
 from seq2seq.config import parse_params
 from seq2seq.model import Seq2Seq
-from seq2seq.search import beam_search, greedy_search, max_output_lengths, search, translate_ids
+from seq2seq.search import beam_search, block_repeated_ngrams, greedy_search, max_output_lengths, search, translate_ids
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from tests.conftest import padded
 
@@ -108,3 +108,37 @@ def test_output_length_is_bounded() -> None:
             assert hypothesis.attention.shape[1] == int(length)
             assert len(hypothesis.tokens) <= int(limit)
             assert hypothesis.attention.shape[0] <= len(hypothesis.tokens) + 1
+
+
+def test_ngram_blocking_forbids_exactly_the_repeating_tokens() -> None:
+    history = torch.tensor([[4, 5, 4, 6, 4], [4, 5, 6, 7, 8]])
+    blocked = block_repeated_ngrams(torch.zeros(2, VOCAB), history, 2)
+    # Row 0 ends in 4, and "4 5" and "4 6" occurred: 5 and 6 are banned. Row 1's "8" never led anywhere.
+    assert torch.isinf(blocked[0]).nonzero().flatten().tolist() == [5, 6]
+    assert not torch.isinf(blocked[1]).any()
+    assert torch.equal(block_repeated_ngrams(torch.zeros(2, VOCAB), history, 0), torch.zeros(2, VOCAB))
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_ngram_blocking_never_emits_a_repeated_ngram(beam_size: int) -> None:
+    model = random_model(3)
+    with torch.no_grad():
+        model.decoder.output.bias[EOS_ID] -= 5.0  # long outputs, where loops show
+    source, lengths = sources()
+    long_outputs = torch.full_like(lengths, 30)
+    plain = search_with(model, source, lengths, long_outputs, beam_size, 0)
+    assert any(has_repeated_ngram(h.tokens, 2) for h in plain)  # the random model does loop
+    for n in (2, 3):
+        for hypothesis in search_with(model, source, lengths, long_outputs, beam_size, n):
+            assert not has_repeated_ngram(hypothesis.tokens, n), hypothesis.tokens
+
+
+def search_with(model, source, lengths, max_lengths, beam_size: int, n: int):
+    if beam_size == 1:
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size=n)
+    return beam_search(model, source, lengths, max_lengths, beam_size, no_repeat_ngram_size=n)
+
+
+def has_repeated_ngram(tokens: list[int], n: int) -> bool:
+    ngrams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(ngrams) != len(set(ngrams))

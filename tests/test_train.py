@@ -119,3 +119,23 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("error: no model at") and "Traceback" not in result.stderr
+
+
+def test_domain_tags_reach_the_encoder_and_snapshots_are_averaged(tagged_workdir: Path) -> None:
+    model, tokenizer, content = load_model(tagged_workdir / "models/model/best.pt")
+    assert content["domains"]["groups"] == {"general": ["toy-a"], "other": ["toy-b"]}
+    assert content["domains"]["first_tag_id"] == tokenizer.source.get_piece_size()
+    assert model.source_vocab_size == tokenizer.source.get_piece_size() + 2  # one embedding row per tag
+    metrics = json.loads((tagged_workdir / "dvclive/metrics.json").read_text())
+    assert metrics["best_valid_chrf"] > 50
+    assert "averaged_valid_chrf" in metrics
+    assert sorted(p.name for p in (tagged_workdir / "models/model").glob("step-*.pt")) == \
+        ["step-000050.pt", "step-000100.pt"]  # the last two validations
+    valid_log = (tagged_workdir / "dvclive/plots/metrics/valid/length_ratio.tsv").read_text().splitlines()
+    assert len(valid_log) == 1 + 2  # header and one row per validation
+
+
+def test_max_minutes_stops_at_a_step_boundary(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    progress = train(tiny_params(train={"max_minutes": 1e-9, "max_steps": 1000}), tiny_paths(tmp_path))
+    assert progress.step == 1 and [h["step"] for h in progress.history] == [1]  # validated where it stopped

@@ -160,3 +160,20 @@ def test_attention_to_an_impossible_path_is_one_line_and_writes_nothing(model_pa
     assert result.stderr.startswith(f"error: cannot write {target}: ") and len(result.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
     assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_domain_option_changes_the_tag_the_encoder_reads(tagged_workdir: Path) -> None:
+    model_path = tagged_workdir / "models/model/best.pt"
+    english, korean = toy_pairs()[0]
+    assert Translator(model_path).attention(english)[0][0] == "<general>"
+    assert Translator(model_path, domain="other").attention(english)[0][0] == "<other>"
+    result = run(["translate", "--model", str(model_path), "--domain", "other", english])
+    assert result.exit_code == 0 and result.stdout == korean + "\n"
+    unknown = run(["translate", "--model", str(model_path), "--domain", "legal", english])
+    assert unknown.exit_code == 1
+    assert unknown.stderr == "error: unknown domain 'legal'; this model knows: general, other\n"
+
+
+def test_domain_option_needs_a_tagged_model(model_path: str) -> None:
+    result = run(["translate", "--model", model_path, "--domain", "general", "Hello."])
+    assert result.exit_code == 1 and "trained without domain tags" in result.stderr
