@@ -12,6 +12,7 @@ step's batches through DistributedDataParallel, and rank 0 alone validates and w
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -74,6 +75,50 @@ def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
     rate = config.learning_rate * warm * decay * lr_scale
     return max(rate, config.min_learning_rate) if step >= warmup else rate
+
+
+def step_starts(batches_done: int, batch_count: int, world_size: int) -> range:
+    """Where each remaining step of an epoch starts in the epoch's batch list of `batch_count`.
+
+    A step takes `world_size` consecutive batches, one per rank, from `batches_done` on; fewer than
+    `world_size` batches left at the end are skipped. `batches_done` may come from a run with another
+    world size (any value, odd or even): every step still lies wholly inside the list.
+    """
+    steps = max(batch_count - batches_done, 0) // world_size
+    return range(batches_done, batches_done + steps * world_size, world_size)
+
+
+def batch_fingerprint(config: TrainConfig, train_data: ParallelData, weights: np.ndarray | None) -> dict[str, str]:
+    """What decides each epoch's batch list and what its batches hold, as plain strings: a resumed run
+    must find the same, or its saved position (`batches_done`) would point into another list."""
+    data = hashlib.sha256()
+    for array in (train_data.source.offsets, train_data.target.offsets, train_data.source.ids, train_data.target.ids):
+        data.update(np.ascontiguousarray(array).tobytes())
+    return {
+        "train.batch_tokens": str(config.batch_tokens),
+        "train.max_length": str(config.max_length),
+        "train.seed": str(config.seed),
+        "train.source_weights": str(sorted(config.source_weights.items())),
+        "train.domain_tags": str(config.domain_tags),
+        "train.domains": str(list(config.domains.items())) if config.domain_tags else "",
+        "sampling weights (train.source, train.source_weights)":
+            "" if weights is None else hashlib.sha256(weights.tobytes()).hexdigest(),
+        "encoded train data (data/encoded)": f"{len(train_data)} pairs, sha256 {data.hexdigest()}",
+    }
+
+
+def check_fingerprint(path: Path, saved: dict[str, str] | None, current: dict[str, str]) -> None:
+    """Refuse to resume when a batch-defining setting differs from the one `path` was trained with."""
+    if saved is None:  # a last.pt from before fingerprints were saved
+        print(f"warning: {path} does not record its batch settings: unchanged settings assumed", file=sys.stderr)
+        return
+    changed = [name for name in current if saved.get(name) != current[name]]
+    if changed:
+        name = changed[0]
+        detail = f"{saved.get(name)} -> {current[name]}" if name.startswith("train.") else "changed"
+        raise UserError(f"cannot resume from {path}: {name} differs from the run that wrote it ({detail}), so its "
+                        f"position in the epoch would point into another batch list; restore it, or train "
+                        f"afresh without --resume")
 
 
 def seed_everything(seed: int) -> None:
@@ -206,8 +251,9 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
     optimizer = make_optimizer(model, config)
     progress = Progress()
     last_path, best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
+    fingerprint = batch_fingerprint(config, train_data, weights)
     if resume:
-        progress = _restore(last_path, model, optimizer, world)
+        progress = _restore(last_path, model, optimizer, world, fingerprint)
     elif world.is_main and last_path.exists():
         last_path.unlink()  # a fresh run: a stale last.pt must not be resumed later
     trained = model if world.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
@@ -242,6 +288,7 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
             "optimizer": optimizer.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+            "batch_fingerprint": fingerprint,
         }
         save_checkpoint(path, model, tokenizer, config.max_length, state, domains)
 
@@ -288,11 +335,10 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                                    config.max_length, seed=config.seed + progress.epoch, sample=sample)
             if not batches:
                 raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
-            usable = len(batches) - len(batches) % world.world
-            if usable == 0:
+            if len(batches) < world.world:
                 raise UserError(f"{len(batches)} batches cannot be shared by {world.world} processes; "
                                 "lower train.batch_tokens or train.nproc")
-            for first in range(progress.batches_done, usable, world.world):
+            for first in step_starts(progress.batches_done, len(batches), world.world):
                 if world.any(stop["requested"]):
                     raise StopRequested
                 batch = collate(train_data, batches[first + world.rank]).to(device)
@@ -387,11 +433,16 @@ def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Call
     model.load_state_dict(trained_weights)
 
 
-def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed) -> Progress:
+def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed,
+             fingerprint: dict[str, str]) -> Progress:
+    """Load `path`'s weights, optimizer, position and random generators (rank 0's: ranks > 0 are
+    reseeded from the seed, their rank and the step, so they draw other dropout masks than an
+    uninterrupted run would)."""
     content = read_checkpoint(path)
     state = content.get("training_state")
     if not state:
         raise UserError(f"{path} holds no training state to resume from")
+    check_fingerprint(path, state.get("batch_fingerprint"), fingerprint)
     load_weights(model, content["weights"], path)
     try:
         optimizer.load_state_dict(state["optimizer"])
