@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from seq2seq import paths as default_paths
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
@@ -43,11 +44,14 @@ from seq2seq.tokenizer import Tokenizer, load_tokenizer
 
 @dataclass
 class TrainPaths:
-    encoded_dir: Path = Path("data/encoded")
-    prepared_dir: Path = Path("data/prepared")
-    tokenizer_dir: Path = Path("models/tokenizer")
-    model_dir: Path = Path("models/model")
-    live_dir: Path = Path("dvclive")
+    """What training reads (encoded data, prepared valid references and source names, tokenizer) and
+    where it writes (checkpoints, dvclive log)."""
+
+    encoded_dir: Path = default_paths.ENCODED
+    prepared_dir: Path = default_paths.PREPARED
+    tokenizer_dir: Path = default_paths.TOKENIZER
+    model_dir: Path = default_paths.MODEL_DIR
+    live_dir: Path = default_paths.LIVE
 
 
 @dataclass
