@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from seq2seq import paths
 from seq2seq.errors import UserError
 
 PARAMS = click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml",
@@ -44,9 +46,9 @@ def main() -> None:
 
 @main.command()
 @PARAMS
-@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default="data/raw", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="data/prepared", show_default=True)
-@click.option("--stats", "stats_path", type=click.Path(path_type=Path), default="metrics/prepare.json",
+@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.PREPARED, show_default=True)
+@click.option("--stats", "stats_path", type=click.Path(path_type=Path), default=paths.PREPARE_METRICS,
               show_default=True)
 def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -> None:
     """Clean the raw corpus and split it into train, valid and test."""
@@ -62,9 +64,9 @@ def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -
 
 @main.command()
 @PARAMS
-@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
               show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="models/tokenizer", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER, show_default=True)
 def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
     """Train the SentencePiece tokenizer on the train split."""
     from seq2seq.config import load_params
@@ -77,11 +79,11 @@ def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
               show_default=True)
-@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default="models/tokenizer",
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
               show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default="data/encoded", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True)
 def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     """Tokenise every split into memory-mappable token-id files."""
     from seq2seq.data import encode_splits
@@ -93,24 +95,40 @@ def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     click.echo(f"tokens per split: {counts}")
 
 
+_TRAIN_PATHS = {"--encoded": ("encoded_dir", paths.ENCODED), "--prepared": ("prepared_dir", paths.PREPARED),
+                "--tokenizer": ("tokenizer_dir", paths.TOKENIZER), "--model-dir": ("model_dir", paths.MODEL_DIR),
+                "--live": ("live_dir", paths.LIVE)}
+
+
+def _train_path_options(command: Callable) -> Callable:
+    """Add an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) to a click command."""
+    for option, (name, default) in reversed(_TRAIN_PATHS.items()):
+        command = click.option(option, name, type=click.Path(path_type=Path), default=default,
+                               show_default=True)(command)
+    return command
+
+
 @main.command()
 @PARAMS
-@click.option("--resume", is_flag=True, help="Continue from models/model/last.pt exactly where it stopped.")
-def train(params_path: Path, resume: bool) -> None:
+@click.option("--resume", is_flag=True, help="Continue from MODEL_DIR/last.pt where it stopped.")
+@_train_path_options
+def train(params_path: Path, resume: bool, **dirs: Path) -> None:
     """Train the encoder-decoder.
 
     With `train.nproc` > 1 it starts itself under torchrun, one process per share of each step's
     batches; started by torchrun (also multi-node), it joins the run.
     """
     from seq2seq.config import load_params
+    from seq2seq.train import TrainPaths
     from seq2seq.train import train as run
 
     params = load_params(params_path)
     if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={params.train.nproc}", "-m", "seq2seq", "train", "--params", str(params_path)]
+        command += [part for option, (name, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
         sys.exit(subprocess.call([*command, "--resume"] if resume else command))
-    progress = run(params, resume=resume)
+    progress = run(params, TrainPaths(**dirs), resume=resume)
     if progress.best_step:
         click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; {progress.step} steps "
                    f"in {progress.seconds / 60:.1f} min ({progress.target_tokens / progress.seconds:,.0f} target "
@@ -119,18 +137,25 @@ def train(params_path: Path, resume: bool) -> None:
 
 @main.command()
 @PARAMS
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
-@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default="data/prepared",
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
               show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: str) -> None:
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.EVALUATE_METRICS,
+              show_default=True)
+@click.option("--hypotheses", "hypotheses_path", type=click.Path(path_type=Path), default=paths.HYPOTHESES,
+              show_default=True)
+@click.option("--samples", "samples_path", type=click.Path(path_type=Path), default=paths.SAMPLES,
+              show_default=True)
+def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: str, metrics_path: Path,
+             hypotheses_path: Path, samples_path: Path) -> None:
     """Translate the test split and score it (chrF, BLEU) with sacrebleu."""
     from seq2seq.config import load_params
     from seq2seq.evaluate import evaluate as run
     from seq2seq.files import check_output
 
-    outputs = Path("metrics/evaluate.json"), Path("reports/hypotheses.ko"), Path("reports/samples.md")
+    outputs = metrics_path, hypotheses_path, samples_path
     for output in outputs:
         check_output(output)
     metrics = run(model_path, prepared_dir, *outputs, load_params(params_path).evaluate, device)
@@ -139,33 +164,42 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 
 @main.command()
 @click.argument("sentences", nargs=-1)
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
-@click.option("--beam", "beam_size", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (1: greedy).")
+@click.option("--length-penalty", type=click.FloatRange(min=0), help="GNMT length penalty alpha.")
+@click.option("--max-output-ratio", type=click.FloatRange(min=0, min_open=True),
+              help="Output tokens at most this ratio x input tokens + 10.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sentences decoded together.")
 @click.option("--attention", "attention_png", type=click.Path(path_type=Path),
               help="Also draw the attention weights of the (single) sentence as a PNG heatmap.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--domain", help="Domain tag to translate with (models trained with train.domain_tags; "
               "default: the model's default domain, e.g. general).")
-@click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0), default=None,
-              help="Never repeat an n-gram of this many pieces (0: allow; default: params.yaml evaluate section).")
+@click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0),
+              help="Never repeat an n-gram of this many pieces (0: allow).")
 @PARAMS
-def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, attention_png: Path | None,
-              device: str, domain: str | None, no_repeat_ngram_size: int | None, params_path: Path) -> None:
-    """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line)."""
+def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
+              domain: str | None, params_path: Path, **decoding: int | float | None) -> None:
+    """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line).
+
+    Decoding options left out take their value from the `evaluate` section of --params (when the
+    file exists; else the built-in defaults).
+    """
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
+    from seq2seq.config import decoding_settings
     from seq2seq.files import check_output
     from seq2seq.translate import Translator, decode_lines, plot_attention
 
     if attention_png:
         check_output(attention_png)
-    if no_repeat_ngram_size is None:
-        no_repeat_ngram_size = _evaluate_params(params_path).no_repeat_ngram_size
-    translator = Translator(model_path, beam_size=beam_size, device=device, domain=domain,
-                            no_repeat_ngram_size=no_repeat_ngram_size)
+    settings = decoding_settings(params_path, **decoding)
+    translator = Translator(model_path, settings.beam_size, settings.length_penalty, settings.max_output_ratio,
+                            settings.batch_size, device, domain=domain,
+                            no_repeat_ngram_size=settings.no_repeat_ngram_size)
     if not sentences or sentences == ("-",):
         for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
             click.echo(line)
@@ -180,9 +214,9 @@ def translate(sentences: tuple[str, ...], model_path: Path, beam_size: int, atte
 
 def _evaluate_params(params_path: Path):
     """The `evaluate` section of params.yaml, or its defaults where there is no such file."""
-    from seq2seq.config import EvaluateConfig, load_params
+    from seq2seq.config import decoding_settings
 
-    return load_params(params_path).evaluate if params_path.exists() else EvaluateConfig()
+    return decoding_settings(params_path)
 
 
 @main.group()
@@ -196,8 +230,8 @@ def bench() -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed first steps.")
 @click.option("--naive/--no-naive", default=True, show_default=True,
               help="Also time the step-by-step (input-feeding) decoder for comparison.")
-@click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default="data/encoded", show_default=True)
-@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default="models/tokenizer",
+@click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
               show_default=True)
 def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded_dir: Path,
                 tokenizer_dir: Path) -> None:
@@ -236,7 +270,7 @@ def bench_step(params_path: Path) -> None:
 
 @bench.command("decode")
 @PARAMS
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
 @click.option("--split", default="valid", show_default=True, help="Prepared split to score (data/prepared/SPLIT.*).")
 @click.option("--limit", type=click.IntRange(min=1), default=400, show_default=True, help="First N sentences.")
@@ -250,15 +284,15 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
     """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
     from seq2seq.bench import bench_decode as run
 
-    for line in run(model_path, Path("data/prepared"), split, limit, list(beam_sizes), list(length_penalties),
+    for line in run(model_path, paths.PREPARED, split, limit, list(beam_sizes), list(length_penalties),
                     list(ngram_sizes), _evaluate_params(params_path)):
         click.echo(line)
 
 
 @bench.command("translate")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default="data/prepared/test.en",
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
               show_default=True, help="English sentences, one per line.")
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from seq2seq.config import EvaluateConfig
 from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import BOS_ID, EOS_ID
@@ -95,8 +96,8 @@ def beam_search(
     lengths: torch.Tensor,
     max_lengths: torch.Tensor,
     beam_size: int,
-    length_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
+    length_penalty: float = EvaluateConfig.length_penalty,
+    no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
 ) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis
     by length-normalised score among the first `beam_size` that end (or the best one alive at its
@@ -154,9 +155,9 @@ def search(
     source: torch.Tensor,
     lengths: torch.Tensor,
     beam_size: int = 1,
-    length_penalty: float = 1.0,
-    max_output_ratio: float = 2.0,
-    no_repeat_ngram_size: int = 0,
+    length_penalty: float = EvaluateConfig.length_penalty,
+    max_output_ratio: float = EvaluateConfig.max_output_ratio,
+    no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
 ) -> list[Hypothesis]:
     """Greedy search for beam size 1, else beam search."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
@@ -168,12 +169,12 @@ def search(
 def translate_ids(
     model: Seq2Seq,
     sequences: Sequence[Sequence[int]],
-    batch_size: int = 64,
+    batch_size: int = EvaluateConfig.batch_size,
     beam_size: int = 1,
-    length_penalty: float = 1.0,
-    max_output_ratio: float = 2.0,
+    length_penalty: float = EvaluateConfig.length_penalty,
+    max_output_ratio: float = EvaluateConfig.max_output_ratio,
     device: torch.device | str = "cpu",
-    no_repeat_ngram_size: int = 0,
+    no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
 

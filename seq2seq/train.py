@@ -12,6 +12,7 @@ step's batches through DistributedDataParallel, and rank 0 alone validates and w
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -29,6 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from seq2seq import paths as default_paths
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
@@ -42,11 +44,14 @@ from seq2seq.tokenizer import Tokenizer, load_tokenizer
 
 @dataclass
 class TrainPaths:
-    encoded_dir: Path = Path("data/encoded")
-    prepared_dir: Path = Path("data/prepared")
-    tokenizer_dir: Path = Path("models/tokenizer")
-    model_dir: Path = Path("models/model")
-    live_dir: Path = Path("dvclive")
+    """What training reads (encoded data, prepared valid references and source names, tokenizer) and
+    where it writes (checkpoints, dvclive log)."""
+
+    encoded_dir: Path = default_paths.ENCODED
+    prepared_dir: Path = default_paths.PREPARED
+    tokenizer_dir: Path = default_paths.TOKENIZER
+    model_dir: Path = default_paths.MODEL_DIR
+    live_dir: Path = default_paths.LIVE
 
 
 @dataclass
@@ -74,6 +79,50 @@ def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
     rate = config.learning_rate * warm * decay * lr_scale
     return max(rate, config.min_learning_rate) if step >= warmup else rate
+
+
+def step_starts(batches_done: int, batch_count: int, world_size: int) -> range:
+    """Where each remaining step of an epoch starts in the epoch's batch list of `batch_count`.
+
+    A step takes `world_size` consecutive batches, one per rank, from `batches_done` on; fewer than
+    `world_size` batches left at the end are skipped. `batches_done` may come from a run with another
+    world size (any value, odd or even): every step still lies wholly inside the list.
+    """
+    steps = max(batch_count - batches_done, 0) // world_size
+    return range(batches_done, batches_done + steps * world_size, world_size)
+
+
+def batch_fingerprint(config: TrainConfig, train_data: ParallelData, weights: np.ndarray | None) -> dict[str, str]:
+    """What decides each epoch's batch list and what its batches hold, as plain strings: a resumed run
+    must find the same, or its saved position (`batches_done`) would point into another list."""
+    data = hashlib.sha256()
+    for array in (train_data.source.offsets, train_data.target.offsets, train_data.source.ids, train_data.target.ids):
+        data.update(np.ascontiguousarray(array).tobytes())
+    return {
+        "train.batch_tokens": str(config.batch_tokens),
+        "train.max_length": str(config.max_length),
+        "train.seed": str(config.seed),
+        "train.source_weights": str(sorted(config.source_weights.items())),
+        "train.domain_tags": str(config.domain_tags),
+        "train.domains": str(list(config.domains.items())) if config.domain_tags else "",
+        "sampling weights (train.source, train.source_weights)":
+            "" if weights is None else hashlib.sha256(weights.tobytes()).hexdigest(),
+        "encoded train data (data/encoded)": f"{len(train_data)} pairs, sha256 {data.hexdigest()}",
+    }
+
+
+def check_fingerprint(path: Path, saved: dict[str, str] | None, current: dict[str, str]) -> None:
+    """Refuse to resume when a batch-defining setting differs from the one `path` was trained with."""
+    if saved is None:  # a last.pt from before fingerprints were saved
+        print(f"warning: {path} does not record its batch settings: unchanged settings assumed", file=sys.stderr)
+        return
+    changed = [name for name in current if saved.get(name) != current[name]]
+    if changed:
+        name = changed[0]
+        detail = f"{saved.get(name)} -> {current[name]}" if name.startswith("train.") else "changed"
+        raise UserError(f"cannot resume from {path}: {name} differs from the run that wrote it ({detail}), so its "
+                        f"position in the epoch would point into another batch list; restore it, or train "
+                        f"afresh without --resume")
 
 
 def seed_everything(seed: int) -> None:
@@ -188,72 +237,219 @@ def backward(model: torch.nn.Module, batch: Batch, world: Distributed, config: T
 
 def train(params: Params, paths: TrainPaths | None = None, resume: bool = False) -> Progress:
     """Run the training stage; returns the final `Progress`."""
-    paths = paths or TrainPaths()
-    config = params.train
+    return Trainer(params, paths or TrainPaths(), resume).run()
+
+
+def start_process(config: TrainConfig) -> tuple[torch.device, Distributed]:
+    """Pick the device and CPU threads, join the process group (under torchrun) and seed this rank."""
     device = pick_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     world = Distributed(device)
     seed_everything(config.seed + world.rank)
-    tokenizer = load_tokenizer(paths.tokenizer_dir)
-    train_data = ParallelData.open(paths.encoded_dir, "train")
-    valid_data = ParallelData.open(paths.encoded_dir, "valid")
-    references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
-    domains, weights = _domain_control(config, paths, tokenizer, train_data, valid_data)
-    source_vocab_size = tokenizer.source.get_piece_size() + (len(domains.groups) if domains else 0)
+    return device, world
 
-    model = Seq2Seq(params.model, source_vocab_size, tokenizer.target.get_piece_size()).to(device)
-    optimizer = make_optimizer(model, config)
-    progress = Progress()
-    last_path, best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
-    if resume:
-        progress = _restore(last_path, model, optimizer, world)
-    elif world.is_main and last_path.exists():
-        last_path.unlink()  # a fresh run: a stale last.pt must not be resumed later
-    trained = model if world.world == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
-    live = None
-    if world.is_main:
-        from dvclive import Live
+@dataclass
+class TrainingData:
+    """The tokenizer, the train and valid splits (with domain tags when `train.domain_tags`), the valid
+    references and each train sentence's sampling weight (None: every sentence once per epoch)."""
 
-        live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
-        live.log_param("parameters", model.parameter_count())
-        live.summary["machine"] = machine_description(device)  # best.pt's bytes differ from one CPU model to another
+    tokenizer: Tokenizer
+    train: ParallelData
+    valid: ParallelData
+    references: list[str]
+    domains: Domains | None
+    weights: np.ndarray | None
 
-    # Ctrl-C or SIGTERM stops at the next step boundary and saves last.pt there; a second Ctrl-C
-    # stops at once without saving (the last.pt already on disk is whole: writes are atomic).
-    stop = {"requested": False}
+    @classmethod
+    def load(cls, config: TrainConfig, paths: TrainPaths) -> TrainingData:
+        tokenizer = load_tokenizer(paths.tokenizer_dir)
+        train_data = ParallelData.open(paths.encoded_dir, "train")
+        valid_data = ParallelData.open(paths.encoded_dir, "valid")
+        references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
+        domains, weights = _domain_control(config, paths, tokenizer, train_data, valid_data)
+        return cls(tokenizer, train_data, valid_data, references, domains, weights)
 
-    def request_stop(*_) -> None:
-        stop["requested"] = True
+    @property
+    def source_vocab_size(self) -> int:
+        """SentencePiece's source pieces, then one id per domain tag."""
+        return self.tokenizer.source.get_piece_size() + (len(self.domains.groups) if self.domains else 0)
+
+    def epoch_batches(self, config: TrainConfig, epoch: int, world_size: int) -> list[np.ndarray]:
+        """The seeded batch list of `epoch` (sentence indices per batch), the same on every rank."""
+        sample = None if self.weights is None else epoch_sample(self.weights, seed=config.seed + epoch)
+        batches = make_batches(self.train.source.lengths, self.train.target.lengths, config.batch_tokens,
+                               config.max_length, seed=config.seed + epoch, sample=sample)
+        if not batches:
+            raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
+        if len(batches) < world_size:
+            raise UserError(f"{len(batches)} batches cannot be shared by {world_size} processes; "
+                            "lower train.batch_tokens or train.nproc")
+        return batches
+
+
+class StopSignal:
+    """Within `with`: Ctrl-C or SIGTERM sets `requested`, acted on at the next step boundary, where
+    last.pt is saved; a second Ctrl-C stops at once without saving (the last.pt on disk is whole:
+    writes are atomic)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _request(self, *_) -> None:
+        self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    bar = tqdm(total=config.max_steps, initial=progress.step, unit="step", disable=not world.is_main,
-               dynamic_ncols=True, desc="train", mininterval=1 if sys.stderr.isatty() else 30)
-    model.train()
-    started = time.perf_counter() - progress.seconds
-    interval_tokens, interval_start = 0, time.perf_counter()
+    def __enter__(self) -> StopSignal:
+        self._previous = {sig: signal.signal(sig, self._request) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
 
-    def checkpoint(path: Path) -> None:
-        progress.seconds = time.perf_counter() - started
-        state = {
-            "progress": vars(progress),
-            "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
-        }
-        save_checkpoint(path, model, tokenizer, config.max_length, state, domains)
+    def __exit__(self, *_) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
-    def save_weights(path: Path) -> None:
-        save_checkpoint(path, model, tokenizer, config.max_length, domains=domains)
 
-    def run_validation() -> bool:
-        """Validate, log, save; True when early stopping says to stop."""
-        should_stop = False
+class Reporter:
+    """The progress bar (rank 0 only) and the dvclive log and summary (rank 0 only: `live` is None elsewhere)."""
+
+    def __init__(self, paths: TrainPaths, config: TrainConfig, world: Distributed, resume: bool, model: Seq2Seq,
+                 device: torch.device, step: int) -> None:
+        self.live = None
         if world.is_main:
-            scores = validate(model, valid_data, references, tokenizer, config, device)
-            minutes = (time.perf_counter() - started) / 60
+            from dvclive import Live
+
+            self.live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+            self.live.log_param("parameters", model.parameter_count())
+            self.live.summary["machine"] = machine_description(device)  # best.pt's bytes differ between CPU models
+        self.bar = tqdm(total=config.max_steps, initial=step, unit="step", disable=not world.is_main,
+                        dynamic_ncols=True, desc="train", mininterval=1 if sys.stderr.isatty() else 30)
+        self.interval_tokens, self.interval_start = 0.0, time.perf_counter()
+
+    def step(self, progress: Progress, loss_sum: torch.Tensor, tokens: int, all_tokens: float, lr: float) -> None:
+        """Advance the bar; every 10 steps show the loss per token, throughput, learning rate and epoch."""
+        self.interval_tokens += all_tokens
+        self.bar.update(1)
+        if progress.step % 10 == 0:
+            rate = self.interval_tokens / (time.perf_counter() - self.interval_start)
+            self.bar.set_postfix(loss=f"{loss_sum.item() / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
+                                 lr=f"{lr:.2e}", epoch=progress.epoch)
+            self.interval_tokens, self.interval_start = 0, time.perf_counter()
+
+    def validation(self, progress: Progress, scores: dict[str, float], minutes: float) -> None:
+        """Log one validation's scores (rank 0)."""
+        self.live.step = progress.step
+        for name, value in {**scores, "minutes": minutes, "target_tokens": progress.target_tokens}.items():
+            self.live.log_metric(f"valid/{name}", value)
+        self.live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step})
+        self.live.next_step()
+        self.write(f"step {progress.step}: valid loss {scores['loss']:.3f} ppl {scores['perplexity']:.1f} "
+                   f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)")
+
+    def write(self, message: str) -> None:
+        self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.live is not None:
+            self.live.end()
+
+
+class Trainer:
+    """One training run: `__init__` sets up the process, data, model, optimizer, resumed position and
+    reporting; `run` trains until a stopping rule says so and validates, checkpoints and averages."""
+
+    def __init__(self, params: Params, paths: TrainPaths, resume: bool) -> None:
+        self.config, self.paths = params.train, paths
+        self.device, self.world = start_process(self.config)
+        self.data = TrainingData.load(self.config, paths)
+        self.model = Seq2Seq(params.model, self.data.source_vocab_size,
+                             self.data.tokenizer.target.get_piece_size()).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.config)
+        self.fingerprint = batch_fingerprint(self.config, self.data.train, self.data.weights)
+        self.last_path, self.best_path = paths.model_dir / "last.pt", paths.model_dir / "best.pt"
+        self.progress = self._resume() if resume else self._start_afresh()
+        self.trained = self.model if self.world.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
+        self.reporter = Reporter(paths, self.config, self.world, resume, self.model, self.device, self.progress.step)
+
+    def _resume(self) -> Progress:
+        return _restore(self.last_path, self.model, self.optimizer, self.world, self.fingerprint)
+
+    def _start_afresh(self) -> Progress:
+        if self.world.is_main:  # a stale last.pt must not be resumed later, nor old snapshots averaged in
+            for stale in [self.last_path, *self.paths.model_dir.glob(SNAPSHOT_PATTERN)]:
+                stale.unlink(missing_ok=True)
+        return Progress()
+
+    def run(self) -> Progress:
+        """Train, then average the kept snapshots; Ctrl-C or SIGTERM saves last.pt and re-raises."""
+        self.model.train()
+        self.started = time.perf_counter() - self.progress.seconds
+        try:
+            with StopSignal() as stop:
+                self._train_epochs(stop)
+            if self.config.average_checkpoints and self.world.is_main:
+                _try_average(self.paths.model_dir, self.model, self.progress, self._save_weights,
+                             self._validate_model, self.reporter)
+        except StopRequested:
+            if self.world.is_main:
+                self._save_training_state(self.last_path)
+                self.reporter.write(f"interrupted at step {self.progress.step}: saved {self.last_path}; "
+                                    "continue with `seq2seq train --resume`")
+            raise
+        finally:
+            self.reporter.close()
+            self.world.close()
+        self.progress.seconds = time.perf_counter() - self.started
+        return self.progress
+
+    def _train_epochs(self, stop: StopSignal) -> None:
+        """Steps until max_steps, max_minutes or early stopping, or else to the end of max_epochs."""
+        progress = self.progress
+        if progress.step >= self.config.max_steps:
+            return
+        while progress.epoch < self.config.max_epochs:
+            batches = self.data.epoch_batches(self.config, progress.epoch, self.world.world)
+            for first in step_starts(progress.batches_done, len(batches), self.world.world):
+                if self.world.any(stop.requested):
+                    raise StopRequested
+                self._step(batches, first)
+                if self._validate_if_due():
+                    return
+            progress.epoch, progress.batches_done = progress.epoch + 1, 0
+        if progress.step % self.config.valid_every != 0:
+            self._validate()  # max_epochs ended between validations
+
+    def _step(self, batches: list[np.ndarray], first: int) -> None:
+        """Train on the step's batches `first`, `first + 1`, ..., one per rank."""
+        progress = self.progress
+        batch = collate(self.data.train, batches[first + self.world.rank]).to(self.device)
+        lr = learning_rate(self.config, progress.step + 1, progress.lr_scale)
+        loss_sum, tokens, all_tokens = train_step(self.trained, self.optimizer, batch, lr, self.world, self.config,
+                                                  self.device)
+        progress.step += 1
+        progress.batches_done = first + self.world.world
+        progress.target_tokens += int(all_tokens)
+        self.reporter.step(progress, loss_sum, tokens, all_tokens, lr)
+
+    def _validate_if_due(self) -> bool:
+        """Validate every `valid_every` steps and at the last step; True when training is to stop."""
+        config = self.config
+        elapsed = time.perf_counter() - self.started
+        time_up = config.max_minutes > 0 and self.world.any(elapsed >= config.max_minutes * 60)
+        last_step = self.progress.step >= config.max_steps or time_up
+        if self.progress.step % config.valid_every == 0 or last_step:
+            return self._validate() or last_step
+        return False
+
+    def _validate(self) -> bool:
+        """Validate, log and save (rank 0); True on every rank when early stopping says to stop."""
+        progress, config = self.progress, self.config
+        should_stop = False
+        if self.world.is_main:
+            scores = self._validate_model()
+            minutes = (time.perf_counter() - self.started) / 60
             improved = scores["chrf"] > progress.best_chrf
             if improved:
                 progress.best_chrf, progress.best_step = scores["chrf"], progress.step
@@ -263,80 +459,35 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                 if config.schedule == "plateau":
                     progress.lr_scale *= 0.5
             progress.history.append({"step": progress.step, "minutes": round(minutes, 2), **scores})
-            live.step = progress.step
-            for name, value in {**scores, "minutes": minutes, "target_tokens": progress.target_tokens}.items():
-                live.log_metric(f"valid/{name}", value)
-            live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step})
-            live.next_step()
-            bar.write(f"step {progress.step}: valid loss {scores['loss']:.3f} ppl {scores['perplexity']:.1f} "
-                      f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)", file=sys.stderr)
-            checkpoint(last_path)
+            self.reporter.validation(progress, scores, minutes)
+            self._save_training_state(self.last_path)
             if improved:
-                save_weights(best_path)
+                self._save_weights(self.best_path)
             if config.average_checkpoints:
-                keep_snapshot(paths.model_dir, progress.step, config.average_checkpoints, save_weights)
+                keep_snapshot(self.paths.model_dir, progress.step, config.average_checkpoints, self._save_weights)
             should_stop = 0 < config.patience <= progress.validations_without_gain
         # Every rank must follow rank 0's decisions, or the model copies drift apart.
-        should_stop, progress.lr_scale = world.broadcast([float(should_stop), progress.lr_scale])
+        should_stop, progress.lr_scale = self.world.broadcast([float(should_stop), progress.lr_scale])
         return bool(should_stop)
 
-    try:
-        finished = progress.step >= config.max_steps
-        while not finished and progress.epoch < config.max_epochs:
-            sample = None if weights is None else epoch_sample(weights, seed=config.seed + progress.epoch)
-            batches = make_batches(train_data.source.lengths, train_data.target.lengths, config.batch_tokens,
-                                   config.max_length, seed=config.seed + progress.epoch, sample=sample)
-            if not batches:
-                raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
-            usable = len(batches) - len(batches) % world.world
-            if usable == 0:
-                raise UserError(f"{len(batches)} batches cannot be shared by {world.world} processes; "
-                                "lower train.batch_tokens or train.nproc")
-            for first in range(progress.batches_done, usable, world.world):
-                if world.any(stop["requested"]):
-                    raise StopRequested
-                batch = collate(train_data, batches[first + world.rank]).to(device)
-                lr = learning_rate(config, progress.step + 1, progress.lr_scale)
-                loss_sum, tokens, all_tokens = train_step(trained, optimizer, batch, lr, world, config, device)
-                progress.step += 1
-                progress.batches_done = first + world.world
-                progress.target_tokens += int(all_tokens)
-                interval_tokens += all_tokens
-                bar.update(1)
-                if progress.step % 10 == 0:
-                    rate = interval_tokens / (time.perf_counter() - interval_start)
-                    bar.set_postfix(loss=f"{loss_sum.item() / max(tokens, 1):.3f}", tok_s=f"{rate:.0f}",
-                                    lr=f"{lr:.2e}", epoch=progress.epoch)
-                    interval_tokens, interval_start = 0, time.perf_counter()
-                time_up = config.max_minutes > 0 and world.any(time.perf_counter() - started >= config.max_minutes * 60)
-                last_step = progress.step >= config.max_steps or time_up
-                validating = progress.step % config.valid_every == 0 or last_step
-                if validating and (run_validation() or last_step):
-                    finished = True
-                    break
-            else:
-                progress.epoch += 1
-                progress.batches_done = 0
-        if not finished and progress.step % config.valid_every != 0:
-            run_validation()  # max_epochs ended between validations
-        if config.average_checkpoints and world.is_main:
-            _try_average(paths.model_dir, model, progress, save_weights,
-                         lambda: validate(model, valid_data, references, tokenizer, config, device), bar, live)
-    except StopRequested:
-        if world.is_main:
-            checkpoint(last_path)
-            bar.write(f"interrupted at step {progress.step}: saved {last_path}; "
-                      "continue with `seq2seq train --resume`", file=sys.stderr)
-        raise
-    finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-        bar.close()
-        if live is not None:
-            live.end()
-        world.close()
-    progress.seconds = time.perf_counter() - started
-    return progress
+    def _validate_model(self) -> dict[str, float]:
+        return validate(self.model, self.data.valid, self.data.references, self.data.tokenizer, self.config,
+                        self.device)
+
+    def _save_training_state(self, path: Path) -> None:
+        """Weights plus everything `--resume` needs."""
+        self.progress.seconds = time.perf_counter() - self.started
+        state = {
+            "progress": vars(self.progress),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
+            "batch_fingerprint": self.fingerprint,
+        }
+        save_checkpoint(path, self.model, self.data.tokenizer, self.config.max_length, state, self.data.domains)
+
+    def _save_weights(self, path: Path) -> None:
+        save_checkpoint(path, self.model, self.data.tokenizer, self.config.max_length, domains=self.data.domains)
 
 
 def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer, train_data: ParallelData,
@@ -369,7 +520,7 @@ def keep_snapshot(model_dir: Path, step: int, keep: int, save: Callable[[Path], 
 
 
 def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Callable[[Path], None],
-                 validate_model: Callable[[], dict[str, float]], bar: tqdm, live) -> None:
+                 validate_model: Callable[[], dict[str, float]], reporter: Reporter) -> None:
     """Validate the average of the kept snapshots; it becomes best.pt if it beats the best single one."""
     snapshots = sorted(model_dir.glob(SNAPSHOT_PATTERN))
     if len(snapshots) < 2:
@@ -377,21 +528,26 @@ def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Call
     trained_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     model.load_state_dict(average_weights(snapshots))
     scores = validate_model()
-    live.summary["averaged_valid_chrf"] = scores["chrf"]
-    bar.write(f"average of {len(snapshots)} snapshots: valid chrF {scores['chrf']:.1f} "
-              f"(best single: {progress.best_chrf:.1f})", file=sys.stderr)
+    reporter.live.summary["averaged_valid_chrf"] = scores["chrf"]
+    reporter.write(f"average of {len(snapshots)} snapshots: valid chrF {scores['chrf']:.1f} "
+                   f"(best single: {progress.best_chrf:.1f})")
     if scores["chrf"] > progress.best_chrf:
         save(model_dir / "best.pt")
         progress.best_chrf = scores["chrf"]
-        live.summary["best_valid_chrf"] = scores["chrf"]
+        reporter.live.summary["best_valid_chrf"] = scores["chrf"]
     model.load_state_dict(trained_weights)
 
 
-def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed) -> Progress:
+def _restore(path: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, world: Distributed,
+             fingerprint: dict[str, str]) -> Progress:
+    """Load `path`'s weights, optimizer, position and random generators (rank 0's: ranks > 0 are
+    reseeded from the seed, their rank and the step, so they draw other dropout masks than an
+    uninterrupted run would)."""
     content = read_checkpoint(path)
     state = content.get("training_state")
     if not state:
         raise UserError(f"{path} holds no training state to resume from")
+    check_fingerprint(path, state.get("batch_fingerprint"), fingerprint)
     load_weights(model, content["weights"], path)
     try:
         optimizer.load_state_dict(state["optimizer"])

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from seq2seq import paths
 from seq2seq.checkpoint import load_model
+from seq2seq.config import EvaluateConfig
 from seq2seq.device import pick_device
 from seq2seq.domains import Domains
 from seq2seq.errors import UserError
@@ -16,7 +18,7 @@ from seq2seq.prepare import normalize
 from seq2seq.search import Hypothesis, translate_ids
 from seq2seq.tokenizer import batched
 
-DEFAULT_MODEL = Path("models/model/best.pt")
+DEFAULT_MODEL = paths.BEST_MODEL
 
 
 def _warn_on_stderr(message: str) -> None:
@@ -34,13 +36,13 @@ class Translator:
     def __init__(
         self,
         model_path: Path = DEFAULT_MODEL,
-        beam_size: int = 5,
-        length_penalty: float = 1.0,
-        max_output_ratio: float = 2.0,
-        batch_size: int = 64,
+        beam_size: int = EvaluateConfig.beam_size,
+        length_penalty: float = EvaluateConfig.length_penalty,
+        max_output_ratio: float = EvaluateConfig.max_output_ratio,
+        batch_size: int = EvaluateConfig.batch_size,
         device: str = "cpu",
         warn: Callable[[str], None] = _warn_on_stderr,
-        no_repeat_ngram_size: int = 0,
+        no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
         domain: str | None = None,
     ) -> None:
         self.device = pick_device(device)

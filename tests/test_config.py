@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.config import ConfigError, Params, load_params, parse_params
+from seq2seq.config import ConfigError, EvaluateConfig, Params, decoding_settings, load_params, parse_params
 
 
 def test_repository_params_load() -> None:
@@ -69,3 +69,18 @@ def test_domain_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="train.default_domain: 'general' is not a group"):
         parse_params({"train": {"domain_tags": True, "domains": {"technical": ["docs"]}}})
     assert parse_params({"train": {"source_weights": {"bible": 1}}}).train.source_weights == {"bible": 1.0}
+
+
+def test_decoding_settings_come_from_params_and_options_override(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("evaluate:\n  beam_size: 2\n  length_penalty: 0.5\n  max_output_ratio: 1.5\n"
+                      "  batch_size: 3\n  no_repeat_ngram_size: 4\n")
+    settings = decoding_settings(params, beam_size=None, length_penalty=None, max_output_ratio=None,
+                                 batch_size=None, no_repeat_ngram_size=None)
+    assert (settings.beam_size, settings.length_penalty, settings.max_output_ratio, settings.batch_size,
+            settings.no_repeat_ngram_size) == (2, 0.5, 1.5, 3, 4)
+    overridden = decoding_settings(params, beam_size=7, length_penalty=None, batch_size=1)
+    assert (overridden.beam_size, overridden.length_penalty, overridden.batch_size) == (7, 0.5, 1)
+    assert decoding_settings(tmp_path / "absent.yaml") == EvaluateConfig()  # no file: the one set of defaults
+    with pytest.raises(ConfigError, match="evaluate.beam_size"):
+        decoding_settings(params, beam_size=0)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from seq2seq.checkpoint import read_checkpoint
-from seq2seq.train import Distributed
-from tests.conftest import write_tiny_params
+from seq2seq.data import ParallelData, make_batches
+from seq2seq.train import Distributed, train
+from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 from tests.ddp_gradients import global_batch_gradients
 from tests.test_train import copy_data
 
@@ -60,3 +61,35 @@ def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path,
     assert "step 5: valid" not in result.stderr and "step 13: valid" in result.stderr
     progress = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]
     assert progress["step"] == 13
+
+
+@pytest.mark.parametrize("first_steps", [3, 4], ids=["odd", "even"])
+def test_resume_one_to_two_to_one_process(tiny_workdir: Path, tmp_path: Path, first_steps: int) -> None:
+    """1 process for `first_steps` steps, 2 processes to step 10 (past the end of epoch 0), 1 process to
+    step 12. From an odd position rank 1 used to index past the end of the epoch's batch list."""
+    copy_data(tiny_workdir, tmp_path)
+    params = tiny_params()
+    data = ParallelData.open(tmp_path / "data/encoded", "train")
+    batch_count = len(make_batches(data.source.lengths, data.target.lengths, params.train.batch_tokens,
+                                   params.train.max_length, seed=params.train.seed))
+    assert batch_count == 16  # an even count: an odd position then ends epoch 0 one batch short of a step
+
+    def position() -> tuple[int, int, int]:
+        saved = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]
+        return saved["step"], saved["epoch"], saved["batches_done"]
+
+    write_tiny_params(tmp_path, max_steps=first_steps, valid_every=50)
+    train(tiny_params(train={"max_steps": first_steps, "valid_every": 50}), tiny_paths(tmp_path))
+    assert position() == (first_steps, 0, first_steps)
+
+    write_tiny_params(tmp_path, max_steps=10, valid_every=50)
+    result = torchrun(["-m", "seq2seq", "train", "--resume"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # odd: steps 4-9 take batches 3-14, batch 15 alone is skipped, step 10 takes batches 0-1 of epoch 1;
+    # even: steps 5-10 take batches 4-15.
+    assert position() == ((10, 1, 2) if first_steps % 2 else (10, 0, 16))
+
+    write_tiny_params(tmp_path, max_steps=12, valid_every=50)
+    progress = train(tiny_params(train={"max_steps": 12, "valid_every": 50}), tiny_paths(tmp_path), resume=True)
+    assert (progress.step, progress.epoch, progress.batches_done) == ((12, 1, 4) if first_steps % 2 else (12, 1, 2))
+    assert position() == (progress.step, progress.epoch, progress.batches_done)

@@ -1,5 +1,6 @@
 """End to end: `dvc repro` of the real dvc.yaml, on the toy corpus, in a temporary copy of the repository."""
 
+import ast
 import json
 import os
 import shutil
@@ -61,3 +62,53 @@ def test_params_sources_match_the_corpus() -> None:
         pytest.skip("data/raw/ not pulled")
     prepare = load_params(ROOT / "params.yaml").prepare
     check_sources(raw, prepare.sources + prepare.valid_sources)
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    """`seq2seq` modules that the code in `tree` imports (anywhere in it, also inside functions)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "seq2seq":
+            found |= {f"seq2seq.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("seq2seq."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("seq2seq.")}
+    return found
+
+
+def _command_modules(command: str) -> set[str]:
+    """Every `seq2seq` module that `seq2seq COMMAND` imports, directly or not (cli.py itself aside)."""
+    cli = ast.parse((ROOT / "seq2seq/cli.py").read_text())
+    module_level = [node for node in cli.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    function = next(node for node in cli.body if isinstance(node, ast.FunctionDef) and node.name == command)
+    pending = _imported_modules(ast.Module(body=[*module_level, function], type_ignores=[]))
+    seen: set[str] = set()
+    while pending:
+        module = pending.pop()
+        seen.add(module)
+        source = ROOT / (module.replace(".", "/") + ".py")
+        pending |= _imported_modules(ast.parse(source.read_text())) - seen
+    return seen
+
+
+def test_each_stage_depends_on_every_module_it_imports() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert _command_modules("evaluate") >= {"seq2seq.evaluate", "seq2seq.search", "seq2seq.data"}  # the walk works
+    missing = {}
+    for name, stage in stages.items():
+        program, command, *_ = stage["cmd"].split()
+        assert program == "seq2seq", name
+        needed = {f"{module.replace('.', '/')}.py" for module in _command_modules(command)}
+        missing[name] = sorted(needed - set(stage["deps"]))
+    assert missing == {name: [] for name in stages}, "modules imported but not in deps"
+
+
+def test_stage_commands_name_their_paths() -> None:
+    """Each stage's cmd passes the paths it reads and writes, so the pipeline file shows them."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        outputs = [next(iter(out)) if isinstance(out, dict) else out for out in stage.get("outs", [])]
+        outputs += [next(iter(metric)) for metric in stage.get("metrics", [])]
+        for path in outputs:
+            assert any(path == part or path.startswith(f"{part}/") for part in stage["cmd"].split()), (name, path)

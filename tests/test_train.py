@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import torch
 
 from seq2seq.checkpoint import load_model, read_checkpoint
 from seq2seq.config import ConfigError, parse_params
-from seq2seq.train import learning_rate, train
+from seq2seq.errors import UserError
+from seq2seq.train import learning_rate, step_starts, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
 
@@ -139,3 +141,58 @@ def test_max_minutes_stops_at_a_step_boundary(tiny_workdir: Path, tmp_path: Path
     copy_data(tiny_workdir, tmp_path)
     progress = train(tiny_params(train={"max_minutes": 1e-9, "max_steps": 1000}), tiny_paths(tmp_path))
     assert progress.step == 1 and [h["step"] for h in progress.history] == [1]  # validated where it stopped
+
+
+@pytest.mark.parametrize("saved_world, resumed_world", [(1, 2), (2, 1), (1, 3), (3, 2)])
+@pytest.mark.parametrize("batch_count", [15, 16])
+def test_steps_after_a_change_of_world_size_stay_in_the_batch_list(saved_world: int, resumed_world: int,
+                                                                   batch_count: int) -> None:
+    """Every saved position (odd or even) resumes onto whole steps of unused batches of the same list."""
+    for saved_steps in range(batch_count // saved_world + 1):
+        batches_done = saved_steps * saved_world
+        starts = list(step_starts(batches_done, batch_count, resumed_world))
+        used = [first + rank for first in starts for rank in range(resumed_world)]
+        assert used == list(range(batches_done, batches_done + len(used)))  # the next batches, each once
+        assert all(index < batch_count for index in used)
+        assert batch_count - batches_done - len(used) < resumed_world  # only a partial step is skipped
+
+
+def test_resume_refuses_changed_batch_settings(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
+    last = tmp_path / "models/model/last.pt"
+    before = last.read_bytes()
+    changes = [({"batch_tokens": 300}, "train.batch_tokens differs .*400 -> 300"),
+               ({"max_length": 50}, "train.max_length"), ({"seed": 7}, "train.seed"),
+               ({"source_weights": {"toy-a": 0.5}}, "train.source_weights")]
+    for change, message in changes:
+        with pytest.raises(UserError, match=f"cannot resume from .*last.pt: {message}"):
+            train(tiny_params(train={"max_steps": 6, **change}), tiny_paths(tmp_path), resume=True)
+    assert last.read_bytes() == before
+    progress = train(tiny_params(train={"max_steps": 6, "valid_every": 50}), tiny_paths(tmp_path), resume=True)
+    assert progress.step == 6  # unchanged settings (max_steps does not decide batches) resume
+
+
+def test_resume_refuses_other_encoded_data(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
+    encoded = tmp_path / "data/encoded"
+    encoded.unlink()
+    shutil.copytree(tiny_workdir / "data/encoded", encoded)
+    ids = encoded / "train.ko.ids"
+    changed = bytearray(ids.read_bytes())
+    changed[-4:] = (5).to_bytes(4, "little")  # one token of the last sentence: same lengths, other data
+    ids.write_bytes(bytes(changed))
+    with pytest.raises(UserError, match=r"encoded train data \(data/encoded\) differs .*\(changed\)"):
+        train(tiny_params(train={"max_steps": 6}), tiny_paths(tmp_path), resume=True)
+
+
+def test_a_fresh_run_does_not_average_an_earlier_run_snapshots(tiny_workdir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy_data(tiny_workdir, tmp_path)
+    (tmp_path / "models/model").mkdir(parents=True)
+    shutil.copy(tiny_workdir / "models/model/best.pt", tmp_path / "models/model/step-999999.pt")
+    train(tiny_params(train={"max_steps": 2, "valid_every": 1, "average_checkpoints": 2}), tiny_paths(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "models/model").glob("step-*.pt")) == ["step-000001.pt",
+                                                                                    "step-000002.pt"]

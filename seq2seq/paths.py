@@ -1,0 +1,21 @@
+"""Where each stage reads and writes by default, relative to the repository root.
+
+The one place for these paths: the CLI's defaults, `TrainPaths` and `Translator` take them from
+here, and `dvc.yaml` passes the same paths to each stage explicitly, so the pipeline file shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+PREPARED = Path("data/prepared")
+PREPARE_METRICS = Path("metrics/prepare.json")
+TOKENIZER = Path("models/tokenizer")
+ENCODED = Path("data/encoded")
+MODEL_DIR = Path("models/model")
+BEST_MODEL = MODEL_DIR / "best.pt"
+LIVE = Path("dvclive")
+EVALUATE_METRICS = Path("metrics/evaluate.json")
+HYPOTHESES = Path("reports/hypotheses.ko")
+SAMPLES = Path("reports/samples.md")
