@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install reproduce test lint bench
+.PHONY: install install-browser reproduce test lint bench
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# Headless Chromium and its WebDriver for the browser test (Debian packages; needs root, as in CI).
+install-browser:
+	command -v chromedriver >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 
 reproduce: install
 	$(BIN)/dvc pull data/raw.dvc

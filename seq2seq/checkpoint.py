@@ -26,12 +26,13 @@ FORMAT = "seq2seq-checkpoint-1"
 
 
 def save_checkpoint(
-    path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None
+    path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None,
+    summary: dict | None = None,
 ) -> None:
     """Write `path` atomically: the old file stays whole until the new one is complete.
 
     `max_source_length` is the longest input (in tokens) the model was trained on; translate cuts
-    longer input to it.
+    longer input to it. `summary` (plain numbers, e.g. step and valid chrF) is what `serve` reports.
     """
     source_proto, target_proto = tokenizer.protos()
     content = {
@@ -42,6 +43,7 @@ def save_checkpoint(
         "tokenizer": {"source": source_proto, "target": target_proto},
         "max_source_length": max_source_length,
         "training_state": training_state,
+        "summary": summary,
     }
     # Serialised in memory first: torch.save names the archive inside the file after the file, and
     # the temporary file's random name would make the bytes differ from run to run.

@@ -260,7 +260,8 @@ def train(params: Params, paths: TrainPaths | None = None, resume: bool = False)
                       f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)", file=sys.stderr)
             checkpoint(last_path)
             if improved:
-                save_checkpoint(best_path, model, tokenizer, config.max_length)  # weights only: small
+                save_checkpoint(best_path, model, tokenizer, config.max_length,  # weights only: small
+                                summary={"step": progress.step, "valid_chrf": scores["chrf"]})
             should_stop = 0 < config.patience <= progress.validations_without_gain
         # Every rank must follow rank 0's decisions, or the model copies drift apart.
         should_stop, progress.lr_scale = world.broadcast([float(should_stop), progress.lr_scale])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +21,16 @@ DEFAULT_MODEL = Path("models/model/best.pt")
 
 def _warn_on_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Translation:
+    """One translation; with attention asked for, also the pieces and the (output, source) weights."""
+
+    text: str
+    source_pieces: list[str] | None = None
+    output_pieces: list[str] | None = None
+    attention: torch.Tensor | None = None
 
 
 class Translator:
@@ -61,11 +72,12 @@ class Translator:
         """Best hypothesis per sentence (None for an empty one)."""
         return self._search(self._source_ids(sentences, first_number))
 
-    def _search(self, ids: list[list[int]]) -> list[Hypothesis | None]:
+    def _search(self, ids: list[list[int]], attention: bool = False, beam_size: int | None = None
+                ) -> list[Hypothesis | None]:
         present = [i for i, sequence in enumerate(ids) if sequence]
         results: list[Hypothesis | None] = [None] * len(ids)
-        found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, self.beam_size,
-                              self.length_penalty, self.max_output_ratio, self.device)
+        found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, beam_size or self.beam_size,
+                              self.length_penalty, self.max_output_ratio, self.device, attention=attention)
         for index, hypothesis in zip(present, found, strict=True):
             results[index] = hypothesis
         return results
@@ -83,37 +95,43 @@ class Translator:
             yield from self.translate(chunk, first_number=number)
             number += len(chunk)
 
+    def translate_detailed(self, sentences: list[str], beam_size: int | None = None, attention: bool = False
+                           ) -> list[Translation]:
+        """Translations in order, with `beam_size` instead of the translator's own when given; with
+        `attention`, also the source and output pieces and each output's (output, source) weights."""
+        ids = self._source_ids(sentences)
+        hypotheses = self._search(ids, attention, beam_size)
+        decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
+        results = []
+        for source_ids, hypothesis, text in zip(ids, hypotheses, decoded, strict=True):
+            if not attention or hypothesis is None:
+                results.append(Translation(text if hypothesis else ""))
+                continue
+            target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
+            weights = hypothesis.attention[: len(target_pieces)]
+            results.append(Translation(text, [self.tokenizer.source.id_to_piece(i) for i in source_ids],
+                                       target_pieces[: weights.size(0)], weights))
+        return results
+
     def attention(self, sentence: str) -> tuple[list[str], list[str], torch.Tensor]:
         """Source pieces, output pieces (EOS last) and the (output, source) attention weights."""
-        source_ids = self._source_ids([sentence])[0]
-        (hypothesis,) = self._search([source_ids])
-        if hypothesis is None:
+        (result,) = self.translate_detailed([sentence], attention=True)
+        if result.attention is None:
             raise UserError("the sentence is empty after normalisation: no attention to draw")
-        source_pieces = [self.tokenizer.source.id_to_piece(i) for i in source_ids]
-        target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
-        weights = hypothesis.attention[: len(target_pieces)]
-        return source_pieces, target_pieces[: weights.size(0)], weights
+        return result.source_pieces, result.output_pieces, result.attention
 
 
-def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: torch.Tensor, path: Path,
-                   warn: Callable[[str], None] = _warn_on_stderr) -> None:
+def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: torch.Tensor, path: Path) -> None:
     """Draw the attention weights as a heatmap PNG: source pieces across, output pieces down."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import font_manager
 
     from seq2seq.files import atomic_path
+    from seq2seq.fonts import use_korean_font
 
-    korean_fonts = [f.name for f in font_manager.fontManager.ttflist
-                    if any(name in f.name for name in ("Nanum", "Noto Sans CJK", "Noto Sans KR", "UnDotum"))]
-    if korean_fonts:
-        plt.rcParams["font.family"] = korean_fonts[0]
-    else:
-        warn("no Korean font found (e.g. apt-get install fonts-nanum): Korean labels will show as boxes")
+    use_korean_font()
     size = (max(4, 0.45 * len(source_pieces) + 2), max(3, 0.4 * len(target_pieces) + 2))
     figure, axes = plt.subplots(figsize=size)
     axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
@@ -121,8 +139,7 @@ def plot_attention(source_pieces: list[str], target_pieces: list[str], weights: 
     axes.set_yticks(range(len(target_pieces)), target_pieces)
     axes.set_xlabel("source (English pieces)")
     axes.set_ylabel("output (Korean pieces)")
-    with atomic_path(path) as temp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+    with atomic_path(path) as temp:
         figure.tight_layout()
         figure.savefig(temp, format="png", dpi=120)
     plt.close(figure)

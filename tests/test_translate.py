@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from seq2seq.cli import main
@@ -87,6 +88,19 @@ def test_attention_heatmap_is_a_png(model_path: str, tmp_path: Path) -> None:
 
     height, width, _ = matplotlib.image.imread(png).shape
     assert height > 100 and width > 100
+
+
+def test_attention_heatmap_draws_every_korean_glyph(model_path: str, tmp_path: Path) -> None:
+    """With the packaged font, no glyph is missing (matplotlib warns for each one it draws as a box)."""
+    import warnings
+
+    from seq2seq.translate import plot_attention
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_attention(["▁I", "▁ate"], ["▁나는", "▁사과를", "</s>"], torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]),
+                       tmp_path / "korean.png")
+    assert (tmp_path / "korean.png").stat().st_size > 1000
 
 
 def test_command_line_process_exit_codes(model_path: str) -> None:
