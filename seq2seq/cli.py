@@ -128,6 +128,15 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 
 
 @main.command()
+def plots() -> None:
+    """Draw the valid curves and per-source test chrF as PNG images in plots/ (they render offline)."""
+    from seq2seq.plots import draw_plots
+
+    for path in draw_plots():
+        click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.argument("sentences", nargs=-1)
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
               show_default=True)
@@ -233,6 +242,32 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
     if not sources_path.exists():
         raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit):
+        click.echo(line)
+
+
+
+@bench.command("serve")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default="data/prepared/test.en",
+              show_default=True, help="English sentences, one per line.")
+@click.option("--clients", "client_counts", type=click.IntRange(min=1, max=64), multiple=True, default=[1, 4, 16],
+              show_default=True, help="Concurrent clients (repeat the option for several levels).")
+@click.option("--requests", "max_requests", type=click.IntRange(min=1), default=400, show_default=True,
+              help="At most this many requests per level.")
+@click.option("--seconds", "max_seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="At most this long per level.")
+@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True)
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 for the benchmarked server.")
+def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, ...], max_requests: int,
+                max_seconds: float, beam_size: int, port: int) -> None:
+    """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic batching."""
+    from seq2seq.bench import bench_serve as run
+
+    if not sources_path.exists():
+        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
+    for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port):
         click.echo(line)
 
 

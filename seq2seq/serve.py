@@ -28,10 +28,10 @@ from starlette.routing import Route
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.fonts import web_font_bytes
+from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Translation, Translator
 
 STATIC_DIR = Path(__file__).parent / "static"
-PLOT_NAMES = ("valid_chrf.png", "valid_loss.png", "test_chrf_by_source.png")  # what `seq2seq plots` draws
 log = logging.getLogger("seq2seq.serve")
 
 
@@ -151,7 +151,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_app(translator: Translator, model_path: Path, limits: Limits = Limits(), plots_dir: Path = Path("plots"),
+def create_app(translator: Translator, model_path: Path, limits: Limits = Limits(), plots_dir: Path = PLOTS_DIR,
                batcher: Batcher | None = None) -> Starlette:
     """The ASGI app around a loaded `translator`. `batcher` defaults to dynamic batching with `limits`."""
     info = model_info(translator, model_path)
@@ -219,7 +219,7 @@ def run_translations(translator: Translator, sentences: list[str], settings: tup
 
 
 def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, limits: Limits,
-          plots_dir: Path = Path("plots")) -> None:
+          plots_dir: Path = PLOTS_DIR) -> None:
     """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
     import uvicorn
 

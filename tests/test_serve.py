@@ -35,9 +35,11 @@ def translator(model_path: Path) -> Translator:
 
 
 @pytest.fixture(scope="module")
-def client(translator: Translator, model_path: Path):
+def client(translator: Translator, model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     limits = Limits(max_sentences=4, max_characters=200, max_body_bytes=2000, max_beam=6)
-    with running_server(create_app(translator, model_path, limits)) as url, \
+    plots_dir = tmp_path_factory.mktemp("plots")
+    (plots_dir / "valid_chrf.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # served as it is
+    with running_server(create_app(translator, model_path, limits, plots_dir)) as url, \
             httpx.Client(base_url=url, timeout=30) as http:
         yield http
 
@@ -121,6 +123,13 @@ def test_wrong_method_and_path_get_json_errors(client: httpx.Client) -> None:
     assert "error" in client.get("/translate").json()
     assert client.get("/nowhere").status_code == 404
     assert client.get("/plots/secret.txt").status_code == 404
+    assert client.get("/plots/valid_loss.png").status_code == 404  # a known name, but not drawn
+
+
+def test_the_page_lists_the_pipeline_plots(client: httpx.Client) -> None:
+    assert client.get("/plots").json() == ["valid_chrf.png"]
+    image = client.get("/plots/valid_chrf.png")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
 
 
 class Gate:
