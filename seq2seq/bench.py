@@ -133,18 +133,21 @@ def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("
 
 
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int], batch_size: int,
-                    limit: int) -> Iterator[str]:
-    """Yield report lines: translation throughput in sentences/s for each beam size."""
+                    limit: int, quantize: bool = False) -> Iterator[str]:
+    """Yield report lines: translation throughput in sentences/s for each beam size (and, with
+    `quantize`, also with int8 dynamic quantization)."""
     from seq2seq.translate import Translator
 
     sentences = sources_path.read_text(encoding="utf-8").splitlines()[:limit]
     yield f"{len(sentences)} sentences of {sources_path}, batch size {batch_size}, threads {torch.get_num_threads()}"
     for beam_size in beam_sizes:
-        translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size)
-        started = time.perf_counter()
-        translator.translate(sentences)
-        seconds = time.perf_counter() - started
-        yield f"beam {beam_size}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
+        for quantized in (False, True) if quantize else (False,):
+            translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size, quantize=quantized)
+            started = time.perf_counter()
+            translator.translate(sentences)
+            seconds = time.perf_counter() - started
+            name = f"beam {beam_size}{' int8' if quantized else ''}"
+            yield f"{name}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,14 +220,14 @@ def run_translations(translator: Translator, sentences: list[str], settings: tup
 
 
 def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, limits: Limits,
-          plots_dir: Path = PLOTS_DIR) -> None:
+          plots_dir: Path = PLOTS_DIR, quantize: bool = False) -> None:
     """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
     import uvicorn
 
     translator = Translator(model_path, beam_size=beam_size, device=device, batch_size=limits.batch_sentences,
-                            warn=log.warning)
+                            warn=log.warning, quantize=quantize)
     app = create_app(translator, model_path, limits, plots_dir)
-    log.info("model %s loaded: %s parameters", model_path, f"{translator.model.parameter_count():,}")
+    print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=int(limits.timeout_s) + 5)
 

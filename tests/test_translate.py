@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 from seq2seq.translate import Translator
 from tests.conftest import toy_pairs
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +120,15 @@ def test_attention_needs_one_sentence_argument(model_path: str, tmp_path: Path) 
     for args in (["-"], ["One.", "Two."]):
         result = run(["translate", "--model", model_path, "--attention", str(tmp_path / "a.png"), *args])
         assert result.exit_code == 1 and "--attention draws one sentence" in result.stderr
+
+
+def test_int8_quantized_translator_still_translates(model_path: str) -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
+    translator = Translator(Path(model_path), beam_size=2, quantize=True)
+    assert isinstance(translator.model.decoder.output, QuantizedLinear)
+    english, korean = toy_pairs()[3]
+    result = run(["translate", "--model", model_path, "--quantize", english])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == translator.translate([english])[0]
+    assert HANGUL.search(result.output)
