@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make reproduce   virtual environment, `dvc pull` of the corpus, then `dvc repro` (about 30 min)
-#   make test        virtual environment, then the test suite (about 1.5 min)
+#   make test        virtual environment, then the test suite (about 1 min)
 
 VENV ?= .venv
 PYTHON ?= python3
