@@ -1,12 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make reproduce   virtual environment, `dvc pull` of the corpus, then `dvc repro` (about 30 min)
-#   make test        virtual environment, then the test suite (about 1.5 min)
+#   make test        virtual environment, then the test suite (about 1 min)
 
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install reproduce test lint bench
+.PHONY: install install-browser reproduce test lint bench
 
 install: $(VENV)/.installed
 
@@ -18,11 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Headless Chromium and its WebDriver for the browser test (Debian packages; needs root, as in CI).
+install-browser:
+	command -v chromedriver >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
+
 reproduce: install
 	$(BIN)/dvc pull data/raw.dvc
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-test: install
+test: install install-browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 lint: install

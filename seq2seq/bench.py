@@ -173,18 +173,118 @@ def bench_step_memory(params: Params) -> Iterator[str]:
 
 
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int], batch_size: int,
-                    limit: int) -> Iterator[str]:
-    """Yield report lines: translation throughput in sentences/s for each beam size."""
+                    limit: int, quantize: bool = False) -> Iterator[str]:
+    """Yield report lines: translation throughput in sentences/s for each beam size (and, with
+    `quantize`, also with int8 dynamic quantization)."""
     from seq2seq.translate import Translator
 
     sentences = sources_path.read_text(encoding="utf-8").splitlines()[:limit]
     yield f"{len(sentences)} sentences of {sources_path}, batch size {batch_size}, threads {torch.get_num_threads()}"
     for beam_size in beam_sizes:
-        translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size)
-        started = time.perf_counter()
-        translator.translate(sentences)
-        seconds = time.perf_counter() - started
-        yield f"beam {beam_size}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
+        for quantized in (False, True) if quantize else (False,):
+            translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size, quantize=quantized)
+            started = time.perf_counter()
+            translator.translate(sentences)
+            seconds = time.perf_counter() - started
+            name = f"beam {beam_size}{' int8' if quantized else ''}"
+            yield f"{name}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """What `clients` concurrent clients got from a server: counts, seconds and latencies (seconds)."""
+
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def load_test(url: str, sentences: list[str], clients: int, max_requests: int, max_seconds: float) -> LoadResult:
+    """`clients` threads each send one sentence a request (keep-alive, like a browser), until
+    `max_requests` requests are sent or `max_seconds` have passed. Any non-200 answer is an error."""
+    import http.client
+    import itertools
+    import json
+    import threading
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    started = time.perf_counter()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        while (index := next(counter)) < max_requests and time.perf_counter() - started < max_seconds:
+            body = json.dumps({"text": sentences[index % len(sentences)]})
+            sent = time.perf_counter()
+            try:
+                connection.request("POST", "/translate", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+            with lock:
+                latencies.append(time.perf_counter() - sent)
+                errors[0] += not ok
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(clients, len(latencies), errors[0], time.perf_counter() - started, latencies)
+
+
+def bench_serve(model_path: Path, sources_path: Path, client_counts: list[int], max_requests: int,
+                max_seconds: float, beam_size: int, port: int) -> Iterator[str]:
+    """Yield a Markdown table: a `seq2seq serve` process on 127.0.0.1, with and without dynamic
+    batching, under each number of concurrent clients (one sentence a request)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    sentences = [line for line in sources_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    url = f"http://127.0.0.1:{port}"
+    yield (f"{len(sentences)} sentences of {sources_path}, one a request, beam {beam_size}; each level: at most "
+           f"{max_requests} requests or {max_seconds:g} s")
+    yield "| batching | clients | requests | errors | sentences/s | p50 ms | p95 ms | p99 ms |"
+    yield "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for batching in (True, False):
+        command = [sys.executable, "-m", "seq2seq", "serve", "--model", str(model_path), "--port", str(port),
+                   "--beam", str(beam_size), "--batching" if batching else "--no-batching"]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=5).close()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the server did not start: {server.stderr.read()[-500:]}") from None
+                    time.sleep(0.2)
+            load_test(url, sentences, 2, 4, max_seconds)  # warm-up
+            for clients in client_counts:
+                result = load_test(url, sentences, clients, max_requests, max_seconds)
+                ms = [1000 * result.percentile(q) for q in (50, 95, 99)]
+                yield (f"| {'on' if batching else 'off'} | {clients} | {result.requests} | {result.errors} | "
+                       f"{result.requests / result.seconds:.1f} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} |")
+        finally:
+            server.terminate()  # SIGTERM: the server finishes what is in flight, then exits
+            server.wait(timeout=60)
 
 
 def bench_decode(model_path: Path, prepared_dir: Path, split: str, limit: int, beam_sizes: list[int],

@@ -50,11 +50,13 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
 def save_checkpoint(
     path: Path, model: Seq2Seq, tokenizer: Tokenizer, max_source_length: int, training_state: dict | None = None,
     domains: Domains | None = None,
+    summary: dict | None = None,
 ) -> None:
     """Write `path` atomically: the old file stays whole until the new one is complete.
 
     `max_source_length` is the longest input (in tokens) the model was trained on; translate cuts
-    longer input to it. `domains` are the domain tags the model reads, if it was trained with them.
+    longer input to it. `domains` are the domain tags the model reads, if it was trained with them;
+    `summary` (plain numbers, e.g. step and valid chrF) is what `serve` reports.
     """
     source_proto, target_proto = tokenizer.protos()
     content = {
@@ -66,6 +68,7 @@ def save_checkpoint(
         "max_source_length": max_source_length,
         "domains": domains.to_dict() if domains else None,
         "training_state": training_state,
+        "summary": summary,
     }
     check_plain(content)
     # Serialised in memory first: torch.save names the archive inside the file after the file, and

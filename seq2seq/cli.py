@@ -163,6 +163,15 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 
 
 @main.command()
+def plots() -> None:
+    """Draw the valid curves and per-source test chrF as PNG images in plots/ (they render offline)."""
+    from seq2seq.plots import draw_plots
+
+    for path in draw_plots():
+        click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.argument("sentences", nargs=-1)
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
@@ -178,9 +187,10 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
               "default: the model's default domain, e.g. general).")
 @click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0),
               help="Never repeat an n-gram of this many pieces (0: allow).")
+@click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
-              domain: str | None, params_path: Path, **decoding: int | float | None) -> None:
+              domain: str | None, quantize: bool, params_path: Path, **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
@@ -199,7 +209,7 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
     settings = decoding_settings(params_path, **decoding)
     translator = Translator(model_path, settings.beam_size, settings.length_penalty, settings.max_output_ratio,
                             settings.batch_size, device, domain=domain,
-                            no_repeat_ngram_size=settings.no_repeat_ngram_size)
+                            no_repeat_ngram_size=settings.no_repeat_ngram_size, quantize=quantize)
     if not sentences or sentences == ("-",):
         for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
             click.echo(line)
@@ -217,6 +227,29 @@ def _evaluate_params(params_path: Path):
     from seq2seq.config import decoding_settings
 
     return decoding_settings(params_path)
+
+
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True,
+              help="Beam size of requests that do not give one.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Dynamic batching: gather concurrent requests into one search call.")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default="plots", show_default=True,
+              help="Where the pipeline's curve images are, shown on the demo page.")
+@click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
+def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, batching: bool,
+          plots_dir: Path, quantize: bool) -> None:
+    """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C."""
+    from seq2seq.serve import Limits
+    from seq2seq.serve import serve as run
+
+    limits = Limits() if batching else Limits(batch_sentences=1, batch_wait_s=0.0)
+    run(model_path, host, port, beam_size, device, limits, plots_dir, quantize)
 
 
 @main.group()
@@ -297,14 +330,41 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many lines.")
+@click.option("--quantize", is_flag=True, help="Also time each beam size with int8 dynamic quantization.")
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int, ...], batch_size: int,
-                    limit: int) -> None:
+                    limit: int, quantize: bool) -> None:
     """Translation throughput in sentences per second, greedy and beam search."""
     from seq2seq.bench import bench_translate as run
 
     if not sources_path.exists():
         raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
-    for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit):
+    for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit, quantize):
+        click.echo(line)
+
+
+
+@bench.command("serve")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+              show_default=True)
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default="data/prepared/test.en",
+              show_default=True, help="English sentences, one per line.")
+@click.option("--clients", "client_counts", type=click.IntRange(min=1, max=64), multiple=True, default=[1, 4, 16],
+              show_default=True, help="Concurrent clients (repeat the option for several levels).")
+@click.option("--requests", "max_requests", type=click.IntRange(min=1), default=400, show_default=True,
+              help="At most this many requests per level.")
+@click.option("--seconds", "max_seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="At most this long per level.")
+@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True)
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 for the benchmarked server.")
+def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, ...], max_requests: int,
+                max_seconds: float, beam_size: int, port: int) -> None:
+    """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic batching."""
+    from seq2seq.bench import bench_serve as run
+
+    if not sources_path.exists():
+        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
+    for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port):
         click.echo(line)
 
 

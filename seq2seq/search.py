@@ -21,12 +21,12 @@ from seq2seq.tokenizer import BOS_ID, EOS_ID
 @dataclass
 class Hypothesis:
     """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included
-    when it ended with EOS) and the attention weights (one row per decoding step, up to
-    len(tokens) + 1; one column per source token)."""
+    when it ended with EOS) and, when the search was asked for it, the attention weights (one row
+    per decoding step, up to len(tokens) + 1; one column per source token), else None."""
 
     tokens: list[int]
     score: float
-    attention: torch.Tensor
+    attention: torch.Tensor | None = None
 
 
 def max_output_lengths(source_lengths: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -56,36 +56,47 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
 
 @torch.no_grad()
 def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor,
-                  no_repeat_ngram_size: int = 0) -> list[Hypothesis]:
-    """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step."""
+                  no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size, attention: bool = False
+                  ) -> list[Hypothesis]:
+    """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step,
+    never one that would repeat an n-gram of `no_repeat_ngram_size` tokens.
+
+    A sentence leaves the batch as soon as it ends, so the last steps only pay for the sentences
+    still running. With `attention`, each hypothesis carries its (steps, S) attention weights.
+    """
     memory, state = model.encode(source, lengths)
-    batch = source.size(0)
-    device = source.device
-    previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    scores = torch.zeros(batch, device=device)
-    history = torch.empty(batch, 0, dtype=torch.long, device=device)
-    weights_per_step = []
+    batch, device = source.size(0), source.device
     max_lengths = max_lengths.to(device)
-    for t in range(int(max_lengths.max())):
+    steps = int(max_lengths.max())
+    alive = torch.arange(batch, device=device)  # (A,): the original row of each running sentence
+    previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, device=device)
+    outputs = torch.full((batch, steps), EOS_ID, dtype=torch.long, device=device)  # EOS after each end
+    weights_kept = torch.zeros(batch, steps, source.size(1), device=device) if attention else None
+    for t in range(steps):
         attentional, state, weights = model.decoder.step(previous, memory, state)
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)
-        log_probs = block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
-        best_log_prob, best = log_probs.max(dim=-1)
-        scores += best_log_prob.masked_fill(finished, 0.0)
-        history = torch.cat([history, best.masked_fill(finished, EOS_ID).unsqueeze(1)], dim=1)
-        weights_per_step.append(weights.float())
-        finished |= (best == EOS_ID) | (t + 1 >= max_lengths)
-        if finished.all():
+        log_probs = block_repeated_ngrams(log_probs, outputs[alive, :t], no_repeat_ngram_size)
+        best_log_prob, best = log_probs.max(dim=-1)  # (A,)
+        scores.index_add_(0, alive, best_log_prob)
+        outputs[alive, t] = best
+        if weights_kept is not None:
+            weights_kept[alive, t] = weights.float()
+        running = (best != EOS_ID) & (t + 1 < max_lengths.index_select(0, alive))
+        if not bool(running.any()):
             break
+        if not bool(running.all()):
+            keep = running.nonzero().flatten()
+            alive, best = alive.index_select(0, keep), best.index_select(0, keep)
+            memory, state = memory.index_select(keep), state.index_select(keep)
         previous = best
-    tokens = history.tolist()
-    attention = torch.stack(weights_per_step, dim=1).cpu()
     hypotheses = []
-    for row in range(batch):
-        output = tokens[row][: tokens[row].index(EOS_ID)] if EOS_ID in tokens[row] else tokens[row]
-        steps_taken = min(len(output) + 1, len(tokens[row]))
-        hypotheses.append(Hypothesis(output, float(scores[row]), attention[row, :steps_taken, : int(lengths[row])]))
+    for row, tokens in enumerate(outputs.tolist()):
+        output = tokens[: tokens.index(EOS_ID)] if EOS_ID in tokens else tokens
+        weights = None
+        if weights_kept is not None:
+            weights = weights_kept[row, : min(len(output) + 1, steps), : int(lengths[row])].cpu()
+        hypotheses.append(Hypothesis(output, float(scores[row]), weights))
     return hypotheses
 
 
@@ -98,54 +109,71 @@ def beam_search(
     beam_size: int,
     length_penalty: float = EvaluateConfig.length_penalty,
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
+    attention: bool = False,
 ) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis
     by length-normalised score among the first `beam_size` that end (or the best one alive at its
-    length limit)."""
-    batch, k = source.size(0), beam_size
+    length limit).
+
+    The batch holds K rows per running sentence; a sentence whose search is over leaves it. The
+    attention history (B*K, t, S), copied at every step to follow the beams, is kept only when
+    `attention` asks for it.
+    """
+    k = beam_size
     device = source.device
     memory, state = model.encode(source, lengths)
-    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K): the sentence of each row
-    memory, state = memory.index_select(rows), state.index_select(rows)
+    expand = torch.arange(source.size(0), device=device).repeat_interleave(k)
+    memory, state = memory.index_select(expand), state.index_select(expand)
     max_lengths = max_lengths.to(device)
 
-    scores = torch.full((batch, k), float("-inf"), device=device)
+    alive = torch.arange(source.size(0), device=device)  # (A,): the original index of each running sentence
+    scores = torch.full((alive.numel(), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: let only the first one expand
-    previous = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
-    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    attention = torch.empty(batch * k, 0, source.size(1), device=device)
-    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    beam_offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+    previous = torch.full((alive.numel() * k,), BOS_ID, dtype=torch.long, device=device)
+    history = torch.empty(alive.numel() * k, 0, dtype=torch.long, device=device)
+    attention_history = torch.empty(alive.numel() * k, 0, source.size(1), device=device) if attention else None
+    finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(source.size(0))]
 
     for t in range(int(max_lengths.max())):
+        count = alive.numel()
         attentional, state, weights = model.decoder.step(previous, memory, state)
-        log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)  # (B*K, V)
+        log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)  # (A*K, V)
         log_probs = block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
         vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        scores, flat = candidates.topk(k, dim=1)  # (B, K)
-        origin = (beam_offsets + flat // vocab).view(-1)
+        candidates = (scores.view(-1, 1) + log_probs).view(count, k * vocab)
+        scores, flat = candidates.topk(k, dim=1)  # (A, K)
+        origin = ((torch.arange(count, device=device) * k).unsqueeze(1) + flat // vocab).view(-1)
         tokens = (flat % vocab).view(-1)
         history = torch.cat([history.index_select(0, origin), tokens.unsqueeze(1)], dim=1)
-        step_weights = weights.float().index_select(0, origin).unsqueeze(1)
-        attention = torch.cat([attention.index_select(0, origin), step_weights], dim=1)
+        if attention_history is not None:
+            step_weights = weights.float().index_select(0, origin).unsqueeze(1)
+            attention_history = torch.cat([attention_history.index_select(0, origin), step_weights], dim=1)
         state = state.index_select(origin)
 
-        at_limit = (t + 1 >= max_lengths).repeat_interleave(k)
-        ending = ((tokens == EOS_ID) | at_limit) & torch.isfinite(scores.view(-1)) & ~done.repeat_interleave(k)
+        at_limit = t + 1 >= max_lengths.index_select(0, alive)  # (A,)
+        ending = ((tokens == EOS_ID) | at_limit.repeat_interleave(k)) & torch.isfinite(scores.view(-1))
         for row in ending.nonzero().flatten().tolist():
-            sentence = row // k
+            sentence = int(alive[row // k])
             output = history[row].tolist()
             if output[-1] == EOS_ID:
                 output = output[:-1]
-            hypothesis = Hypothesis(output, float(scores.view(-1)[row]),
-                                    attention[row, :, : int(lengths[sentence])].cpu())
+            weights_kept = None
+            if attention_history is not None:
+                weights_kept = attention_history[row, :, : int(lengths[sentence])].cpu()
+            hypothesis = Hypothesis(output, float(scores.view(-1)[row]), weights_kept)
             finished[sentence].append((length_normalized(hypothesis.score, len(output), length_penalty), hypothesis))
-        scores = scores.masked_fill(ending.view(batch, k), float("-inf"))
-        done |= torch.tensor([len(f) >= k for f in finished], device=device) | (t + 1 >= max_lengths)
-        if done.all():
+        scores = scores.masked_fill(ending.view(count, k), float("-inf"))
+        done = at_limit | torch.tensor([len(finished[s]) >= k for s in alive.tolist()], device=device)
+        if bool(done.all()):
             break
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()
+            keep_rows = ((keep * k).unsqueeze(1) + torch.arange(k, device=device)).view(-1)
+            alive, scores = alive.index_select(0, keep), scores.index_select(0, keep)
+            tokens, history = tokens.index_select(0, keep_rows), history.index_select(0, keep_rows)
+            memory, state = memory.index_select(keep_rows), state.index_select(keep_rows)
+            if attention_history is not None:
+                attention_history = attention_history.index_select(0, keep_rows)
         previous = tokens
     return [max(options, key=lambda option: option[0])[1] for options in finished]
 
@@ -158,12 +186,14 @@ def search(
     length_penalty: float = EvaluateConfig.length_penalty,
     max_output_ratio: float = EvaluateConfig.max_output_ratio,
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
+    attention: bool = False,
 ) -> list[Hypothesis]:
-    """Greedy search for beam size 1, else beam search."""
+    """Greedy search for beam size 1, else beam search; `attention`: keep each output's weights."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
     if beam_size == 1:
-        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size)
-    return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size)
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention)
+    return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size,
+                       attention)
 
 
 def translate_ids(
@@ -175,6 +205,7 @@ def translate_ids(
     max_output_ratio: float = EvaluateConfig.max_output_ratio,
     device: torch.device | str = "cpu",
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
+    attention: bool = False,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
 
@@ -188,7 +219,7 @@ def translate_ids(
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
         found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,
-                       no_repeat_ngram_size)
+                       no_repeat_ngram_size, attention)
         for index, hypothesis in zip(chunk, found, strict=True):
             results[index] = hypothesis
     return results

@@ -462,7 +462,7 @@ class Trainer:
             self.reporter.validation(progress, scores, minutes)
             self._save_training_state(self.last_path)
             if improved:
-                self._save_weights(self.best_path)
+                self._save_weights(self.best_path, summary={"step": progress.step, "valid_chrf": scores["chrf"]})
             if config.average_checkpoints:
                 keep_snapshot(self.paths.model_dir, progress.step, config.average_checkpoints, self._save_weights)
             should_stop = 0 < config.patience <= progress.validations_without_gain
@@ -486,8 +486,10 @@ class Trainer:
         }
         save_checkpoint(path, self.model, self.data.tokenizer, self.config.max_length, state, self.data.domains)
 
-    def _save_weights(self, path: Path) -> None:
-        save_checkpoint(path, self.model, self.data.tokenizer, self.config.max_length, domains=self.data.domains)
+    def _save_weights(self, path: Path, summary: dict | None = None) -> None:
+        """Weights only (small); `summary` is what `serve` reports of the model."""
+        save_checkpoint(path, self.model, self.data.tokenizer, self.config.max_length, domains=self.data.domains,
+                        summary=summary)
 
 
 def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer, train_data: ParallelData,
@@ -519,7 +521,7 @@ def keep_snapshot(model_dir: Path, step: int, keep: int, save: Callable[[Path], 
         old.unlink()
 
 
-def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Callable[[Path], None],
+def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Callable[..., None],
                  validate_model: Callable[[], dict[str, float]], reporter: Reporter) -> None:
     """Validate the average of the kept snapshots; it becomes best.pt if it beats the best single one."""
     snapshots = sorted(model_dir.glob(SNAPSHOT_PATTERN))
@@ -532,7 +534,8 @@ def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Call
     reporter.write(f"average of {len(snapshots)} snapshots: valid chrF {scores['chrf']:.1f} "
                    f"(best single: {progress.best_chrf:.1f})")
     if scores["chrf"] > progress.best_chrf:
-        save(model_dir / "best.pt")
+        save(model_dir / "best.pt", summary={"step": progress.step, "valid_chrf": scores["chrf"],
+                                             "averaged_snapshots": len(snapshots)})
         progress.best_chrf = scores["chrf"]
         reporter.live.summary["best_valid_chrf"] = scores["chrf"]
     model.load_state_dict(trained_weights)

@@ -6,8 +6,10 @@ model with a few thousand parameters can learn it in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,36 @@ def tiny_paths(root: Path):
         model_dir=root / "models/model",
         live_dir=root / "dvclive",
     )
+
+
+@contextlib.contextmanager
+def running_server(app) -> Iterator[str]:
+    """Serve the ASGI `app` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL.
+
+    On exit the server shuts down as on SIGTERM: requests in flight finish first.
+    """
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    urllib.request.urlopen(f"{url}/health", timeout=10).close()
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)

@@ -36,12 +36,13 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
 
     dvc("repro", cwd=tmp_path)
     for output in ("data/prepared/train.ko", "models/tokenizer/ko.model", "data/encoded/train.ko.ids",
-                   "models/model/best.pt", "reports/hypotheses.ko", "reports/samples.md", "dvc.lock"):
+                   "models/model/best.pt", "reports/hypotheses.ko", "reports/samples.md", "plots/valid_chrf.png",
+                   "plots/test_chrf_by_source.png", "dvc.lock"):
         assert (tmp_path / output).exists(), output
     evaluation = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert evaluation["test"]["chrf"] > 50
     stages = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
-    assert set(stages) == {"prepare", "tokenizer", "encode", "train", "evaluate"}
+    assert set(stages) == {"prepare", "tokenizer", "encode", "train", "evaluate", "plots"}
 
     assert "up to date" in dvc("status", cwd=tmp_path).stdout
     shown = dvc("metrics", "show", "--json", cwd=tmp_path).stdout
@@ -53,6 +54,7 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     rerun = dvc("repro", cwd=tmp_path).stdout
     assert "Running stage 'evaluate'" in rerun and "Running stage 'train'" not in rerun
+    assert "Running stage 'plots'" in rerun  # the per-source bars follow the new test scores
 
 
 def test_params_sources_match_the_corpus() -> None:

@@ -103,7 +103,8 @@ def test_output_length_is_bounded() -> None:
     model = random_model(6)
     source, lengths = sources()
     for beam_size in (1, 3):
-        for hypothesis, limit, length in zip(search(model, source, lengths, beam_size, max_output_ratio=0.5),
+        for hypothesis, limit, length in zip(search(model, source, lengths, beam_size, max_output_ratio=0.5,
+                                                    attention=True),
                                              max_output_lengths(lengths, 0.5), lengths, strict=True):
             assert hypothesis.attention.shape[1] == int(length)
             assert len(hypothesis.tokens) <= int(limit)
@@ -142,3 +143,15 @@ def search_with(model, source, lengths, max_lengths, beam_size: int, n: int):
 def has_repeated_ngram(tokens: list[int], n: int) -> bool:
     ngrams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return len(ngrams) != len(set(ngrams))
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_is_kept_only_when_asked_and_changes_no_output(beam_size: int) -> None:
+    model = random_model(7)
+    source, lengths = padded([[4, 5, 6, 4], [6], [5, 5, 4], [4, 6]])
+    plain = search(model, source, lengths, beam_size)
+    with_attention = search(model, source, lengths, beam_size, attention=True)
+    assert all(h.attention is None for h in plain)
+    assert [(h.tokens, h.score) for h in plain] == [(h.tokens, h.score) for h in with_attention]
+    one_by_one = [search(model, *padded([s]), beam_size)[0].tokens for s in ([4, 5, 6, 4], [6], [5, 5, 4], [4, 6])]
+    assert [h.tokens for h in plain] == one_by_one  # sentences leaving the batch early change nothing for the rest

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from seq2seq.prepare import normalize
 from seq2seq.tokenizer import UNK_ID
 from seq2seq.translate import Translator
 from tests.conftest import toy_pairs
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def test_long_input_is_cut_with_a_warning(model_path: str) -> None:
     long_sentence = " ".join(en for en, _ in toy_pairs()[:40])
     full_ids = translator.tokenizer.encode_source([long_sentence])[0]
     assert len(full_ids) > 150
-    (hypothesis,) = translator.hypotheses([long_sentence])
+    (hypothesis,) = translator._search(translator._source_ids([long_sentence]), attention=True)
     assert warnings == [f"sentence 1 has {len(full_ids)} tokens; translating its first 100"]
     assert hypothesis.attention.shape[1] == 100  # the model saw the first 100 source tokens only
     (first_100,) = translator._search([full_ids[:100]])
@@ -112,6 +115,19 @@ def test_attention_heatmap_is_a_png_sized_by_its_pieces(model_path: str, tmp_pat
     assert image.shape[:2] == (round(120 * max(3, 0.4 * len(target_pieces) + 2)),
                                round(120 * max(4, 0.45 * len(source_pieces) + 2)))
     assert image[..., :3].std() > 0.05  # drawn, not blank
+
+
+def test_attention_heatmap_draws_every_korean_glyph(model_path: str, tmp_path: Path) -> None:
+    """With the packaged font, no glyph is missing (matplotlib warns for each one it draws as a box)."""
+    import warnings
+
+    from seq2seq.translate import plot_attention
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_attention(["▁I", "▁ate"], ["▁나는", "▁사과를", "</s>"], torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]),
+                       tmp_path / "korean.png")
+    assert (tmp_path / "korean.png").stat().st_size > 1000
 
 
 def test_command_line_process_exit_codes(model_path: str) -> None:
@@ -177,3 +193,15 @@ def test_domain_option_changes_the_tag_the_encoder_reads(tagged_workdir: Path) -
 def test_domain_option_needs_a_tagged_model(model_path: str) -> None:
     result = run(["translate", "--model", model_path, "--domain", "general", "Hello."])
     assert result.exit_code == 1 and "trained without domain tags" in result.stderr
+
+
+def test_int8_quantized_translator_still_translates(model_path: str) -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
+
+    translator = Translator(Path(model_path), beam_size=2, quantize=True)
+    assert isinstance(translator.model.decoder.output, QuantizedLinear)
+    english, korean = toy_pairs()[3]
+    result = run(["translate", "--model", model_path, "--quantize", english])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == translator.translate([english])[0]
+    assert HANGUL.search(result.output)

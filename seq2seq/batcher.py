@@ -1,0 +1,130 @@
+"""Dynamic batching: requests that arrive close together share one search call.
+
+Each request waits in a bounded queue; one worker takes the first waiting request, gathers more for
+at most `max_wait_s` (or until `max_sentences` are gathered), and runs them in one call on a
+single worker thread, so the event loop keeps answering while the model computes. Requests with
+different decoding settings (beam size, attention) are run as separate calls of one gathering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class QueueFull(Exception):
+    """The queue holds `queue_size` requests already: answer 503."""
+
+
+class TimedOut(Exception):
+    """The request waited longer than `timeout_s`: answer 504."""
+
+
+@dataclass
+class Job:
+    """One request: its sentences, its decoding settings (a key: equal keys may share a call)."""
+
+    sentences: list[str]
+    settings: Hashable
+    future: asyncio.Future = field(repr=False)
+
+
+# run(sentences, settings) -> one result per sentence, in order; called on the worker thread.
+RunBatch = Callable[[list[str], Any], Sequence[Any]]
+
+
+class Batcher:
+    """Gathers concurrent requests into batched calls of `run`.
+
+    `max_sentences` bounds a gathering (a single larger request still runs whole); with
+    `max_wait_s` 0 and `max_sentences` 1 every request runs alone (no dynamic batching).
+    """
+
+    def __init__(self, run: RunBatch, max_sentences: int = 64, max_wait_s: float = 0.01, queue_size: int = 256,
+                 timeout_s: float = 30.0) -> None:
+        self.run = run
+        self.max_sentences = max_sentences
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq2seq-search")
+        self.worker: asyncio.Task | None = None
+        self.calls = 0  # search calls made: the tests check that concurrent requests shared one
+
+    async def start(self) -> None:
+        self.worker = asyncio.create_task(self._work())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        await self.queue.join()
+        if self.worker is not None:
+            self.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.worker
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, sentences: list[str], settings: Hashable) -> list[Any]:
+        """Queue a request and wait for its results; `QueueFull` or `TimedOut` when it cannot be served."""
+        job = Job(sentences, settings, asyncio.get_running_loop().create_future())
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), self.timeout_s)
+        except asyncio.TimeoutError:
+            job.future.cancel()  # the worker skips it if it has not started it yet
+            raise TimedOut from None
+
+    async def _gather(self) -> list[Job]:
+        """The first waiting job, plus those that arrive within `max_wait_s`, up to `max_sentences`."""
+        jobs = [await self.queue.get()]
+        count = len(jobs[0].sentences)
+        deadline = time.monotonic() + self.max_wait_s
+        while count < self.max_sentences:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            jobs.append(job)
+            count += len(job.sentences)
+        return jobs
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._gather()
+            try:
+                groups: dict[Hashable, list[Job]] = {}
+                for job in jobs:
+                    if not job.future.done():  # timed out while queued: nobody waits for it
+                        groups.setdefault(job.settings, []).append(job)
+                for settings, group in groups.items():
+                    sentences = [s for job in group for s in job.sentences]
+                    self.calls += 1
+                    try:
+                        results = await loop.run_in_executor(self.executor, self.run, sentences, settings)
+                    except Exception as error:  # reported to each waiting request, never kills the worker
+                        for job in group:
+                            if not job.future.done():
+                                job.future.set_exception(error)
+                        continue
+                    start = 0
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_result(list(results[start : start + len(job.sentences)]))
+                        start += len(job.sentences)
+            finally:
+                for _ in jobs:
+                    self.queue.task_done()

@@ -1,0 +1,233 @@
+"""`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
+
+    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
+    GET  /health     {"status": "ok"}
+    GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
+    GET  /           the demo page (self-contained: its only other requests go to this server)
+
+The model is loaded once; concurrent requests share search calls (`seq2seq.batcher`). Every
+mistake in a request is a 4xx JSON error that names the field; a full queue is 503, a request
+that waited too long 504.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from seq2seq.batcher import Batcher, QueueFull, TimedOut
+from seq2seq.checkpoint import read_checkpoint
+from seq2seq.fonts import web_font_bytes
+from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
+from seq2seq.translate import Translation, Translator
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("seq2seq.serve")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how the server queues and batches."""
+
+    max_sentences: int = 32           # per request
+    max_characters: int = 5000        # per request, all sentences together
+    max_body_bytes: int = 256 * 1024
+    max_beam: int = 10
+    queue_size: int = 256             # requests waiting; one more is answered 503
+    timeout_s: float = 30.0           # a request waiting longer is answered 504
+    batch_sentences: int = 64         # dynamic batching: sentences gathered into one search call
+    batch_wait_s: float = 0.005       # dynamic batching: how long the first request waits for others
+
+
+class ApiError(Exception):
+    """A request the server will not serve: HTTP `status`, and the request field at fault."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+@dataclass(frozen=True)
+class TranslateRequest:
+    sentences: list[str]
+    beam: int
+    attention: bool
+    domain: str | None  # a place for domain tags: accepted once `Translator` takes a domain
+
+
+def parse_translate_request(body: bytes, default_beam: int, limits: Limits) -> TranslateRequest:
+    """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "body", f"the body is not valid UTF-8 JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
+    unknown = sorted(set(data) - {"text", "beam", "attention", "domain"})
+    if unknown:
+        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: text, beam, attention, domain)")
+    if "text" not in data:
+        raise ApiError(422, "text", "the field text is missing: a string or a list of strings")
+    text = data["text"]
+    sentences = [text] if isinstance(text, str) else text
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise ApiError(422, "text", "text must be a string or a list of strings")
+    if not sentences:
+        raise ApiError(422, "text", "text is an empty list: give at least one sentence")
+    for index, sentence in enumerate(sentences):
+        if not sentence.strip():
+            where = "text" if isinstance(text, str) else f"text[{index}]"
+            raise ApiError(422, where, f"{where} is empty: give an English sentence")
+    if len(sentences) > limits.max_sentences:
+        raise ApiError(413, "text", f"text has {len(sentences)} sentences; at most {limits.max_sentences} a request")
+    characters = sum(len(s) for s in sentences)
+    if characters > limits.max_characters:
+        raise ApiError(413, "text", f"text has {characters} characters; at most {limits.max_characters} a request")
+    beam = data.get("beam", default_beam)
+    if not isinstance(beam, int) or isinstance(beam, bool) or not 1 <= beam <= limits.max_beam:
+        raise ApiError(422, "beam", f"beam must be an integer from 1 to {limits.max_beam}")
+    attention = data.get("attention", False)
+    if not isinstance(attention, bool):
+        raise ApiError(422, "attention", "attention must be true or false")
+    domain = data.get("domain")
+    if domain is not None:
+        # TODO(domain tags): pass `domain` to Translator once it accepts one, and check it against the model's list.
+        raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
+    return TranslateRequest(sentences, beam, attention, domain)
+
+
+def translation_json(translation: Translation) -> dict[str, Any]:
+    """One translation as JSON: its text, and the pieces and weights when they were asked for."""
+    result: dict[str, Any] = {"text": translation.text}
+    if translation.attention is not None:
+        result["source_pieces"] = translation.source_pieces
+        result["output_pieces"] = translation.output_pieces
+        result["attention"] = [[round(w, 4) for w in row] for row in translation.attention.tolist()]
+    return result
+
+
+def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
+    """What GET /info reports, from the checkpoint (step and valid chrF: null in older checkpoints)."""
+    content = read_checkpoint(model_path)
+    summary = content.get("summary") or {}
+    return {
+        "model": str(model_path),
+        "settings": content["model_config"],
+        "training_steps": summary.get("step"),
+        "valid_chrf": summary.get("valid_chrf"),
+        "parameters": translator.model.parameter_count(),
+        "vocabulary": {"source": translator.tokenizer.source.get_piece_size(),
+                       "target": translator.tokenizer.target.get_piece_size()},
+        "max_source_tokens": translator.max_input_tokens,
+        "device": str(translator.device),
+        "default_beam": translator.beam_size,
+    }
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field} if field else {"error": message}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past `limit` bytes without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body", f"the body has {declared} bytes; at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "body", f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def create_app(translator: Translator, model_path: Path, limits: Limits = Limits(), plots_dir: Path = PLOTS_DIR,
+               batcher: Batcher | None = None) -> Starlette:
+    """The ASGI app around a loaded `translator`. `batcher` defaults to dynamic batching with `limits`."""
+    info = model_info(translator, model_path)
+    if batcher is None:
+        batcher = Batcher(lambda sentences, settings: run_translations(translator, sentences, settings),
+                          limits.batch_sentences, limits.batch_wait_s, limits.queue_size, limits.timeout_s)
+
+    async def translate(request: Request) -> Response:
+        try:
+            parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
+                                             limits)
+            translations = await batcher.submit(parsed.sentences, (parsed.beam, parsed.attention))
+        except ApiError as error:
+            return _error(error.status, error.message, error.field)
+        except QueueFull:
+            return _error(503, "the server is busy (its queue is full): retry shortly")
+        except TimedOut:
+            return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
+        return JSONResponse({"translations": translations, "beam": parsed.beam})
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def info_route(_: Request) -> Response:
+        return JSONResponse(info)
+
+    async def page(_: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    async def font(_: Request) -> Response:
+        return Response(web_font_bytes(), media_type="font/ttf", headers={"Cache-Control": "max-age=86400"})
+
+    async def plots(_: Request) -> Response:
+        return JSONResponse([name for name in PLOT_NAMES if (plots_dir / name).is_file()])
+
+    async def plot(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in PLOT_NAMES or not (plots_dir / name).is_file():
+            return _error(404, f"no plot {name!r}: run `dvc repro` to draw them")
+        return FileResponse(plots_dir / name, media_type="image/png")
+
+    async def http_error(_: Request, error: HTTPException) -> Response:
+        return _error(error.status_code, error.detail)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette):
+        await batcher.start()
+        yield
+        await batcher.stop()  # uvicorn has let the requests in flight finish; nothing is queued any more
+
+    routes = [
+        Route("/", page), Route("/translate", translate, methods=["POST"]), Route("/health", health),
+        Route("/info", info_route), Route("/static/NanumGothic.ttf", font), Route("/plots", plots),
+        Route("/plots/{name}", plot),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.batcher = batcher
+    return app
+
+
+def run_translations(translator: Translator, sentences: list[str], settings: tuple[int, bool]) -> list[dict]:
+    """The batcher's call: translate `sentences` with (beam, attention) settings, as JSON results."""
+    beam, attention = settings
+    return [translation_json(t) for t in translator.translate_detailed(sentences, beam, attention)]
+
+
+def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, limits: Limits,
+          plots_dir: Path = PLOTS_DIR, quantize: bool = False) -> None:
+    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
+    import uvicorn
+
+    translator = Translator(model_path, beam_size=beam_size, device=device, batch_size=limits.batch_sentences,
+                            warn=log.warning, quantize=quantize)
+    app = create_app(translator, model_path, limits, plots_dir)
+    print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+                timeout_graceful_shutdown=int(limits.timeout_s) + 5)
+

@@ -1,0 +1,203 @@
+"""The translation server: its API, its error answers, dynamic batching, queue limits and shutdown.
+
+The server runs the tiny model trained by the session fixture; requests go to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from seq2seq.batcher import Batcher
+from seq2seq.serve import Limits, create_app, run_translations
+from seq2seq.tokenizer import load_tokenizer
+from seq2seq.translate import Translator
+from tests.conftest import running_server, toy_pairs
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_workdir: Path) -> Path:
+    return tiny_workdir / "models/model/best.pt"
+
+
+@pytest.fixture(scope="module")
+def translator(model_path: Path) -> Translator:
+    return Translator(model_path, beam_size=3)
+
+
+@pytest.fixture(scope="module")
+def client(translator: Translator, model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    limits = Limits(max_sentences=4, max_characters=200, max_body_bytes=2000, max_beam=6)
+    plots_dir = tmp_path_factory.mktemp("plots")
+    (plots_dir / "valid_chrf.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # served as it is
+    with running_server(create_app(translator, model_path, limits, plots_dir)) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        yield http
+
+
+def english(count: int) -> list[str]:
+    return [en for en, _ in toy_pairs()[:count]]
+
+
+def test_translates_a_string_and_a_list_in_order(client: httpx.Client, model_path: Path) -> None:
+    one = client.post("/translate", json={"text": english(1)[0]})
+    assert one.status_code == 200
+    assert one.json()["beam"] == 3
+    [result] = one.json()["translations"]
+    assert HANGUL.search(result["text"])
+    assert "attention" not in result
+    sentences = english(4)
+    many = client.post("/translate", json={"text": sentences, "beam": 2})
+    assert [t["text"] for t in many.json()["translations"]] == Translator(model_path, beam_size=2).translate(sentences)
+
+
+def test_attention_gives_pieces_and_weights(client: httpx.Client) -> None:
+    response = client.post("/translate", json={"text": english(1), "attention": True, "beam": 1})
+    [result] = response.json()["translations"]
+    weights = result["attention"]
+    assert result["output_pieces"][-1] == "</s>"
+    assert len(weights) == len(result["output_pieces"])
+    assert all(len(row) == len(result["source_pieces"]) for row in weights)
+    assert all(abs(sum(row) - 1.0) < 1e-2 for row in weights)
+
+
+def test_health_info_and_page(client: httpx.Client, tiny_workdir: Path) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["training_steps"] in (50, 100)  # the tiny run validates at steps 50 and 100
+    assert isinstance(info["valid_chrf"], float)
+    assert info["settings"]["decoder_hidden_size"] == 48
+    tokenizer = load_tokenizer(tiny_workdir / "models/tokenizer")
+    assert info["vocabulary"] == {"source": tokenizer.source.get_piece_size(),
+                                  "target": tokenizer.target.get_piece_size()}
+    assert info["parameters"] > 10_000
+    page = client.get("/")
+    assert page.status_code == 200 and "Translate" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # self-contained: nothing from another host
+    font = client.get("/static/NanumGothic.ttf")
+    assert font.status_code == 200 and font.headers["content-type"] == "font/ttf" and len(font.content) > 1_000_000
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    (b"{not json", 400, "body"),
+    (b"\xff\xfe", 400, "body"),
+    (b"[1, 2]", 400, "body"),
+    (b"{}", 422, "text"),
+    (json.dumps({"text": 5}).encode(), 422, "text"),
+    (json.dumps({"text": ["fine", 5]}).encode(), 422, "text"),
+    (json.dumps({"text": ""}).encode(), 422, "text"),
+    (json.dumps({"text": "   "}).encode(), 422, "text"),
+    (json.dumps({"text": []}).encode(), 422, "text"),
+    (json.dumps({"text": ["fine", " "]}).encode(), 422, "text[1]"),
+    (json.dumps({"text": ["a"] * 5}).encode(), 413, "text"),
+    (json.dumps({"text": "a" * 201}).encode(), 413, "text"),
+    (json.dumps({"text": "x" * 3000}).encode(), 413, "body"),
+    (json.dumps({"text": "Hi.", "beam": 0}).encode(), 422, "beam"),
+    (json.dumps({"text": "Hi.", "beam": 7}).encode(), 422, "beam"),
+    (json.dumps({"text": "Hi.", "beam": "5"}).encode(), 422, "beam"),
+    (json.dumps({"text": "Hi.", "beam": True}).encode(), 422, "beam"),
+    (json.dumps({"text": "Hi.", "beam": 2.5}).encode(), 422, "beam"),
+    (json.dumps({"text": "Hi.", "attention": "yes"}).encode(), 422, "attention"),
+    (json.dumps({"text": "Hi.", "domain": "news"}).encode(), 422, "domain"),
+    (json.dumps({"text": "Hi.", "beams": 2}).encode(), 422, "beams"),
+])
+def test_bad_requests_get_a_json_error_naming_the_field(client: httpx.Client, body: bytes, status: int,
+                                                        field: str) -> None:
+    response = client.post("/translate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["field"] == field
+    assert response.json()["error"]
+
+
+def test_wrong_method_and_path_get_json_errors(client: httpx.Client) -> None:
+    assert client.get("/translate").status_code == 405
+    assert "error" in client.get("/translate").json()
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/plots/secret.txt").status_code == 404
+    assert client.get("/plots/valid_loss.png").status_code == 404  # a known name, but not drawn
+
+
+def test_the_page_lists_the_pipeline_plots(client: httpx.Client) -> None:
+    assert client.get("/plots").json() == ["valid_chrf.png"]
+    image = client.get("/plots/valid_chrf.png")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+
+class Gate:
+    """Wraps the real translation call: each call announces itself, then waits until `open()`."""
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+        self.started = threading.Event()
+        self.released = threading.Event()
+
+    def __call__(self, sentences: list[str], settings: tuple[int, bool]) -> list[dict]:
+        self.started.set()
+        self.released.wait(timeout=30)
+        return run_translations(self.translator, sentences, settings)
+
+
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_concurrent_requests_share_one_search_call(translator: Translator, model_path: Path) -> None:
+    gate = Gate(translator)
+    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=16, timeout_s=30)
+    sentences = english(8)
+    with running_server(create_app(translator, model_path, batcher=batcher)) as url, \
+            ThreadPoolExecutor(8) as pool:
+        first = pool.submit(httpx.post, f"{url}/translate", json={"text": sentences[0]}, timeout=30)
+        assert gate.started.wait(timeout=10)
+        rest = [pool.submit(httpx.post, f"{url}/translate", json={"text": s}, timeout=30) for s in sentences[1:]]
+        _wait_until(lambda: batcher.queue.qsize() == 7)
+        gate.released.set()
+        texts = [f.result().json()["translations"][0]["text"] for f in [first, *rest]]
+    assert batcher.calls == 2  # the first alone, then the seven that queued meanwhile together
+    assert texts == translator.translate(sentences)
+
+
+def test_full_queue_is_503_and_a_long_wait_is_504(translator: Translator, model_path: Path) -> None:
+    gate = Gate(translator)
+    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=1, timeout_s=2.0)
+    with running_server(create_app(translator, model_path, batcher=batcher)) as url, \
+            ThreadPoolExecutor(2) as pool:
+        running = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
+        assert gate.started.wait(timeout=10)
+        queued = pool.submit(httpx.post, f"{url}/translate", json={"text": "We read a book."}, timeout=30)
+        _wait_until(lambda: batcher.queue.qsize() == 1)
+        refused = httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30)
+        assert refused.status_code == 503
+        assert "busy" in refused.json()["error"]
+        assert running.result().status_code == 504  # the gate stays shut past the 2 s timeout
+        assert queued.result().status_code == 504
+        gate.released.set()
+        _wait_until(lambda: batcher.queue.qsize() == 0)
+        assert httpx.post(f"{url}/translate", json={"text": "I ate bread today."}, timeout=30).status_code == 200
+
+
+def test_shutdown_finishes_the_requests_in_flight(translator: Translator, model_path: Path) -> None:
+    gate = Gate(translator)
+    batcher = Batcher(gate, max_wait_s=0.0, timeout_s=30)
+    with ThreadPoolExecutor(1) as pool:
+        with running_server(create_app(translator, model_path, batcher=batcher)) as url:
+            in_flight = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
+            assert gate.started.wait(timeout=10)
+            threading.Timer(0.5, gate.released.set).start()  # released while the server is shutting down
+        # `running_server` asked the server to exit and waited for it
+        response = in_flight.result()
+    assert response.status_code == 200
+    assert HANGUL.search(response.json()["translations"][0]["text"])
+    assert batcher.worker.done()
