@@ -234,22 +234,27 @@ def _evaluate_params(params_path: Path):
               show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
-@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True,
-              help="Beam size of requests that do not give one.")
+@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10),
+              help="Beam size of requests that do not give one (default: params.yaml's evaluate section).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--batching/--no-batching", default=True, show_default=True,
               help="Dynamic batching: gather concurrent requests into one search call.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default="plots", show_default=True,
               help="Where the pipeline's curve images are, shown on the demo page.")
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
-def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, batching: bool,
-          plots_dir: Path, quantize: bool) -> None:
-    """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C."""
+@PARAMS
+def serve(model_path: Path, host: str, port: int, beam_size: int | None, device: str, batching: bool,
+          plots_dir: Path, quantize: bool, params_path: Path) -> None:
+    """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C.
+
+    Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section."""
+    from seq2seq.config import decoding_settings
     from seq2seq.serve import Limits
     from seq2seq.serve import serve as run
 
     limits = Limits() if batching else Limits(batch_sentences=1, batch_wait_s=0.0)
-    run(model_path, host, port, beam_size, device, limits, plots_dir, quantize)
+    run(model_path, host, port, decoding_settings(params_path, beam_size=beam_size), device, limits, plots_dir,
+        quantize)
 
 
 @main.group()

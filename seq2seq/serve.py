@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.config import EvaluateConfig
 from seq2seq.fonts import web_font_bytes
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Translation, Translator
@@ -63,11 +64,13 @@ class TranslateRequest:
     sentences: list[str]
     beam: int
     attention: bool
-    domain: str | None  # a place for domain tags: accepted once `Translator` takes a domain
+    domain: str | None  # None: the model's default domain tag
 
 
-def parse_translate_request(body: bytes, default_beam: int, limits: Limits) -> TranslateRequest:
-    """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong."""
+def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None
+                            ) -> TranslateRequest:
+    """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong.
+    `domains` are the model's domain groups (None: trained without domain tags)."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -101,9 +104,10 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits) -> T
     if not isinstance(attention, bool):
         raise ApiError(422, "attention", "attention must be true or false")
     domain = data.get("domain")
-    if domain is not None:
-        # TODO(domain tags): pass `domain` to Translator once it accepts one, and check it against the model's list.
+    if domain is not None and not domains:
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
+    if domain is not None and domain not in domains:
+        raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
     return TranslateRequest(sentences, beam, attention, domain)
 
 
@@ -132,6 +136,8 @@ def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
         "max_source_tokens": translator.max_input_tokens,
         "device": str(translator.device),
         "default_beam": translator.beam_size,
+        "domains": list(translator.domains.groups) if translator.domains else None,
+        "default_domain": translator.domains.default if translator.domains else None,
     }
 
 
@@ -163,8 +169,8 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
     async def translate(request: Request) -> Response:
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
-                                             limits)
-            translations = await batcher.submit(parsed.sentences, (parsed.beam, parsed.attention))
+                                             limits, info["domains"])
+            translations = await batcher.submit(parsed.sentences, (parsed.beam, parsed.attention, parsed.domain))
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -213,19 +219,23 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
     return app
 
 
-def run_translations(translator: Translator, sentences: list[str], settings: tuple[int, bool]) -> list[dict]:
-    """The batcher's call: translate `sentences` with (beam, attention) settings, as JSON results."""
-    beam, attention = settings
-    return [translation_json(t) for t in translator.translate_detailed(sentences, beam, attention)]
+def run_translations(translator: Translator, sentences: list[str], settings: tuple[int, bool, str | None]
+                     ) -> list[dict]:
+    """The batcher's call: translate `sentences` with (beam, attention, domain) settings, as JSON results."""
+    beam, attention, domain = settings
+    return [translation_json(t) for t in translator.translate_detailed(sentences, beam, attention, domain)]
 
 
-def serve(model_path: Path, host: str, port: int, beam_size: int, device: str, limits: Limits,
+def serve(model_path: Path, host: str, port: int, decoding: EvaluateConfig, device: str, limits: Limits,
           plots_dir: Path = PLOTS_DIR, quantize: bool = False) -> None:
-    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
+    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first).
+    `decoding` gives the default beam size and the length penalty, output ratio and n-gram blocking."""
     import uvicorn
 
-    translator = Translator(model_path, beam_size=beam_size, device=device, batch_size=limits.batch_sentences,
-                            warn=log.warning, quantize=quantize)
+    translator = Translator(model_path, beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
+                            max_output_ratio=decoding.max_output_ratio, device=device,
+                            batch_size=limits.batch_sentences, warn=log.warning,
+                            no_repeat_ngram_size=decoding.no_repeat_ngram_size, quantize=quantize)
     app = create_app(translator, model_path, limits, plots_dir)
     print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",

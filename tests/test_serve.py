@@ -140,7 +140,7 @@ class Gate:
         self.started = threading.Event()
         self.released = threading.Event()
 
-    def __call__(self, sentences: list[str], settings: tuple[int, bool]) -> list[dict]:
+    def __call__(self, sentences: list[str], settings: tuple[int, bool, str | None]) -> list[dict]:
         self.started.set()
         self.released.wait(timeout=30)
         return run_translations(self.translator, sentences, settings)
@@ -201,3 +201,19 @@ def test_shutdown_finishes_the_requests_in_flight(translator: Translator, model_
     assert response.status_code == 200
     assert HANGUL.search(response.json()["translations"][0]["text"])
     assert batcher.worker.done()
+
+
+def test_domain_field_picks_the_tag_of_a_tagged_model(tagged_workdir: Path) -> None:
+    tagged = tagged_workdir / "models/model/best.pt"
+    translator = Translator(tagged, beam_size=1)
+    with running_server(create_app(translator, tagged)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        info = http.get("/info").json()
+        assert info["domains"] == ["general", "other"] and info["default_domain"] == "general"
+        sentence = english(1)[0]
+        answer = http.post("/translate", json={"text": sentence, "domain": "other", "attention": True}).json()
+        [result] = answer["translations"]
+        assert result["source_pieces"][0] == "<other>"
+        assert result["text"] == Translator(tagged, beam_size=1, domain="other").translate([sentence])[0]
+        unknown = http.post("/translate", json={"text": sentence, "domain": "legal"})
+        assert unknown.status_code == 422 and unknown.json()["field"] == "domain"
+        assert "general, other" in unknown.json()["error"]
