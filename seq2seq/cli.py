@@ -222,13 +222,6 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         click.echo(f"attention heatmap written to {attention_png}", err=True)
 
 
-def _evaluate_params(params_path: Path):
-    """The `evaluate` section of params.yaml, or its defaults where there is no such file."""
-    from seq2seq.config import decoding_settings
-
-    return decoding_settings(params_path)
-
-
 @main.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
               show_default=True)
@@ -321,9 +314,10 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
                  length_penalties: tuple[float, ...], ngram_sizes: tuple[int, ...]) -> None:
     """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
     from seq2seq.bench import bench_decode as run
+    from seq2seq.config import decoding_settings
 
     for line in run(model_path, paths.PREPARED, split, limit, list(beam_sizes), list(length_penalties),
-                    list(ngram_sizes), _evaluate_params(params_path)):
+                    list(ngram_sizes), decoding_settings(params_path)):
         click.echo(line)
 
 
