@@ -4,6 +4,7 @@ Usage: ddp_gradients.py OUTPUT.pt TINY_WORKDIR. Each rank takes its half of one 
 batch; rank 0 saves the averaged gradients to OUTPUT.pt.
 """
 
+import gc
 import sys
 from pathlib import Path
 
@@ -36,4 +37,8 @@ if __name__ == "__main__":
     gradients = global_batch_gradients(Path(sys.argv[2]), world)
     if world.is_main:
         torch.save(gradients, sys.argv[1])
+    # The DDP wrapper (and its gloo threads) must be gone before the process group is destroyed:
+    # left to interpreter shutdown, it sometimes aborted rank 1 ("terminate called without an
+    # active exception").
+    gc.collect()
     world.close()
