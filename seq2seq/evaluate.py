@@ -20,10 +20,14 @@ from seq2seq.errors import UserError
 from seq2seq.files import write_json, write_text
 from seq2seq.translate import Translator
 
+METRICS = {"chrf": sacrebleu.CHRF, "bleu": sacrebleu.BLEU, "bleu_ko_mecab": lambda: sacrebleu.BLEU(tokenize="ko-mecab")}
 
-def score(hypotheses: list[str], references: list[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Corpus chrF, BLEU (13a) and BLEU (ko-mecab), rounded to 2 decimals, and their signatures."""
-    metrics = {"chrf": sacrebleu.CHRF(), "bleu": sacrebleu.BLEU(), "bleu_ko_mecab": sacrebleu.BLEU(tokenize="ko-mecab")}
+
+def score(hypotheses: list[str], references: list[str], names: tuple[str, ...] = tuple(METRICS)
+          ) -> tuple[dict[str, float], dict[str, str]]:
+    """Corpus chrF, BLEU (13a) and BLEU (ko-mecab) (or those of `names`), rounded to 2 decimals, and
+    their signatures."""
+    metrics = {name: METRICS[name]() for name in names}
     scores = {name: round(metric.corpus_score(hypotheses, [references]).score, 2) for name, metric in metrics.items()}
     return scores, {name: str(metric.get_signature()) for name, metric in metrics.items()}
 
@@ -58,8 +62,8 @@ def evaluate(
     if translator.domains:  # a second pass, each sentence with its own source's domain tag
         own_tags = list(translator.domains.tag_ids(tags))
         own_hypotheses = translate_all(translator, sources, config.batch_size, "evaluate (own tags)", own_tags)
-        overall["chrf_own_tag"] = score(own_hypotheses, references)[0]["chrf"]
-        for tag, scores in score_per_source(own_hypotheses, references, tags).items():
+        overall["chrf_own_tag"] = score(own_hypotheses, references, ("chrf",))[0]["chrf"]
+        for tag, scores in score_per_source(own_hypotheses, references, tags, ("chrf",)).items():
             per_source[tag]["chrf_own_tag"] = scores["chrf"]
     metrics = {
         "test": overall,
@@ -90,13 +94,14 @@ def translate_all(translator: Translator, sources: list[str], batch_size: int, d
     return hypotheses
 
 
-def score_per_source(hypotheses: list[str], references: list[str], sources: list[str]) -> dict[str, dict]:
-    """`score` of each source's sentences, by source name."""
+def score_per_source(hypotheses: list[str], references: list[str], sources: list[str],
+                     names: tuple[str, ...] = tuple(METRICS)) -> dict[str, dict]:
+    """`score` (of the metrics in `names`) of each source's sentences, by source name."""
     by_source: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
     for hypothesis, reference, source in zip(hypotheses, references, sources, strict=True):
         by_source[source][0].append(hypothesis)
         by_source[source][1].append(reference)
-    return {source: score(*pair)[0] for source, pair in sorted(by_source.items())}
+    return {source: score(*pair, names)[0] for source, pair in sorted(by_source.items())}
 
 
 def samples_table(sources: list[str], references: list[str], hypotheses: list[str], tags: list[str],

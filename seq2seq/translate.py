@@ -139,13 +139,10 @@ class Translator:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
         given; with `attention`, also the source and output pieces and each output's (output, source)
         weights."""
+        if domain is not None and self.domains is None:
+            raise UserError("this model was trained without domain tags: 'domain' does not apply")
         ids = self._source_ids(sentences)
-        if domain is not None:
-            if self.domains is None:
-                raise UserError("this model was trained without domain tags: 'domain' does not apply")
-            ids = self._tagged(ids, [self.domains.tag_id(domain)] * len(ids))
-        else:
-            ids = self._tagged(ids, None)
+        ids = self._tagged(ids, None if domain is None else [self.domains.tag_id(domain)] * len(ids))
         hypotheses = self._search(ids, attention, beam_size)
         decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
         results = []
