@@ -15,14 +15,17 @@ import torch
 from seq2seq.config import EvaluateConfig
 from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NEVER_EMITTED = (PAD_ID, BOS_ID)  # ids an output never holds (see `Tokenizer.never_emitted` for UNK)
 
 
 @dataclass
 class Hypothesis:
-    """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included
-    when it ended with EOS) and, when the search was asked for it, the attention weights (one row
-    per decoding step, up to len(tokens) + 1; one column per source token), else None."""
+    """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included: an
+    output that reaches its length limit is made to end there) and, when the search was asked for
+    it, the attention weights (one row per decoding step, len(tokens) + 1; one column per source
+    token), else None."""
 
     tokens: list[int]
     score: float
@@ -30,8 +33,28 @@ class Hypothesis:
 
 
 def max_output_lengths(source_lengths: torch.Tensor, ratio: float) -> torch.Tensor:
-    """How many tokens each output may have: `ratio` times its source length, plus 10."""
+    """How many tokens each output may have (EOS not counted): `ratio` times its source length, plus 10."""
     return (source_lengths.float() * ratio).long() + 10
+
+
+def allowed_next(log_probs: torch.Tensor, banned: torch.Tensor, must_end: torch.Tensor) -> torch.Tensor:
+    """Mask what may not come next: the `banned` ids always, and every id but EOS in rows that
+    `must_end` (they reached their length limit). The scores of what is allowed stay the model's
+    own log-probabilities, so an output cut at its limit pays for its EOS like any other.
+
+    log_probs: (R, V); banned: (V,) bool; must_end: (R,) bool. Returns (R, V).
+    """
+    not_eos = torch.ones_like(banned)
+    not_eos[EOS_ID] = False
+    forbidden = banned.unsqueeze(0) | (must_end.unsqueeze(1) & not_eos.unsqueeze(0))
+    return log_probs.masked_fill(forbidden, float("-inf"))
+
+
+def banned_mask(vocab_size: int, never_emitted: Sequence[int], device: torch.device) -> torch.Tensor:
+    """(V,) bool, True at the ids in `never_emitted`."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    mask[list(never_emitted)] = True
+    return mask
 
 
 def length_normalized(score: float, length: int, alpha: float) -> float:
@@ -56,10 +79,11 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
 
 @torch.no_grad()
 def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor,
-                  no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size, attention: bool = False
-                  ) -> list[Hypothesis]:
+                  no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size, attention: bool = False,
+                  never_emitted: Sequence[int] = NEVER_EMITTED) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step,
-    never one that would repeat an n-gram of `no_repeat_ngram_size` tokens.
+    never one in `never_emitted` nor one that would repeat an n-gram of `no_repeat_ngram_size`
+    tokens; an output ends with EOS, at the latest after max_lengths tokens.
 
     A sentence leaves the batch as soon as it ends, so the last steps only pay for the sentences
     still running. With `attention`, each hypothesis carries its (steps, S) attention weights.
@@ -67,7 +91,8 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
     memory, state = model.encode(source, lengths)
     batch, device = source.size(0), source.device
     max_lengths = max_lengths.to(device)
-    steps = int(max_lengths.max())
+    steps = int(max_lengths.max()) + 1  # the last one for EOS
+    banned = banned_mask(model.target_vocab_size, never_emitted, device)
     alive = torch.arange(batch, device=device)  # (A,): the original row of each running sentence
     previous = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
@@ -77,12 +102,13 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
         attentional, state, weights = model.decoder.step(previous, memory, state)
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)
         log_probs = block_repeated_ngrams(log_probs, outputs[alive, :t], no_repeat_ngram_size)
+        log_probs = allowed_next(log_probs, banned, t >= max_lengths.index_select(0, alive))
         best_log_prob, best = log_probs.max(dim=-1)  # (A,)
         scores.index_add_(0, alive, best_log_prob)
         outputs[alive, t] = best
         if weights_kept is not None:
             weights_kept[alive, t] = weights.float()
-        running = (best != EOS_ID) & (t + 1 < max_lengths.index_select(0, alive))
+        running = best != EOS_ID
         if not bool(running.any()):
             break
         if not bool(running.all()):
@@ -92,10 +118,10 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
         previous = best
     hypotheses = []
     for row, tokens in enumerate(outputs.tolist()):
-        output = tokens[: tokens.index(EOS_ID)] if EOS_ID in tokens else tokens
+        output = tokens[: tokens.index(EOS_ID)]
         weights = None
         if weights_kept is not None:
-            weights = weights_kept[row, : min(len(output) + 1, steps), : int(lengths[row])].cpu()
+            weights = weights_kept[row, : len(output) + 1, : int(lengths[row])].cpu()
         hypotheses.append(Hypothesis(output, float(scores[row]), weights))
     return hypotheses
 
@@ -110,10 +136,11 @@ def beam_search(
     length_penalty: float = EvaluateConfig.length_penalty,
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
+    never_emitted: Sequence[int] = NEVER_EMITTED,
 ) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis
-    by length-normalised score among the first `beam_size` that end (or the best one alive at its
-    length limit).
+    by length-normalised score among the first `beam_size` that end with EOS; at its length limit
+    (max_lengths tokens) every hypothesis still alive must end. Ids in `never_emitted` are never chosen.
 
     The batch holds K rows per running sentence; a sentence whose search is over leaves it. The
     attention history (B*K, t, S), copied at every step to follow the beams, is kept only when
@@ -125,6 +152,7 @@ def beam_search(
     expand = torch.arange(source.size(0), device=device).repeat_interleave(k)
     memory, state = memory.index_select(expand), state.index_select(expand)
     max_lengths = max_lengths.to(device)
+    banned = banned_mask(model.target_vocab_size, never_emitted, device)
 
     alive = torch.arange(source.size(0), device=device)  # (A,): the original index of each running sentence
     scores = torch.full((alive.numel(), k), float("-inf"), device=device)
@@ -134,11 +162,13 @@ def beam_search(
     attention_history = torch.empty(alive.numel() * k, 0, source.size(1), device=device) if attention else None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(source.size(0))]
 
-    for t in range(int(max_lengths.max())):
+    for t in range(int(max_lengths.max()) + 1):  # the last step for EOS
         count = alive.numel()
         attentional, state, weights = model.decoder.step(previous, memory, state)
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)  # (A*K, V)
         log_probs = block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
+        at_limit = t >= max_lengths.index_select(0, alive)  # (A,): only EOS may come now
+        log_probs = allowed_next(log_probs, banned, at_limit.repeat_interleave(k))
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(count, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (A, K)
@@ -150,13 +180,10 @@ def beam_search(
             attention_history = torch.cat([attention_history.index_select(0, origin), step_weights], dim=1)
         state = state.index_select(origin)
 
-        at_limit = t + 1 >= max_lengths.index_select(0, alive)  # (A,)
-        ending = ((tokens == EOS_ID) | at_limit.repeat_interleave(k)) & torch.isfinite(scores.view(-1))
+        ending = (tokens == EOS_ID) & torch.isfinite(scores.view(-1))
         for row in ending.nonzero().flatten().tolist():
             sentence = int(alive[row // k])
-            output = history[row].tolist()
-            if output[-1] == EOS_ID:
-                output = output[:-1]
+            output = history[row, :-1].tolist()
             weights_kept = None
             if attention_history is not None:
                 weights_kept = attention_history[row, :, : int(lengths[sentence])].cpu()
@@ -187,13 +214,14 @@ def search(
     max_output_ratio: float = EvaluateConfig.max_output_ratio,
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
+    never_emitted: Sequence[int] = NEVER_EMITTED,
 ) -> list[Hypothesis]:
     """Greedy search for beam size 1, else beam search; `attention`: keep each output's weights."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
     if beam_size == 1:
-        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention)
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention, never_emitted)
     return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size,
-                       attention)
+                       attention, never_emitted)
 
 
 def translate_ids(
@@ -206,6 +234,7 @@ def translate_ids(
     device: torch.device | str = "cpu",
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
+    never_emitted: Sequence[int] = NEVER_EMITTED,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
 
@@ -219,7 +248,7 @@ def translate_ids(
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
         found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,
-                       no_repeat_ngram_size, attention)
+                       no_repeat_ngram_size, attention, never_emitted)
         for index, hypothesis in zip(chunk, found, strict=True):
             results[index] = hypothesis
     return results

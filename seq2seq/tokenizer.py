@@ -120,6 +120,12 @@ class Tokenizer:
     def decode_target(self, ids: list[list[int]]) -> list[str]:
         return self.target.decode(ids)
 
+    def never_emitted(self) -> tuple[int, ...]:
+        """Target ids a translation never holds: PAD and BOS, and UNK where byte fallback spells every
+        unknown character in byte pieces (the training targets then hold no UNK to learn it from)."""
+        byte_fallback = self.target.is_byte(self.target.piece_to_id("<0x00>"))
+        return (PAD_ID, BOS_ID, UNK_ID) if byte_fallback else (PAD_ID, BOS_ID)
+
 
 def load_tokenizer(model_dir: Path) -> Tokenizer:
     """Load what `train_tokenizer` wrote."""

@@ -186,7 +186,8 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
             batch = collate(valid, np.arange(start, min(start + 64, count))).to(device)
             loss_sum += float(model(batch.source, batch.source_lengths, batch.target_input, batch.target_output))
             tokens += batch.target_tokens
-        hypotheses = translate_ids(model, [valid.source_ids(i) for i in range(count)], batch_size=64, device=device)
+        hypotheses = translate_ids(model, [valid.source_ids(i) for i in range(count)], batch_size=64, device=device,
+                                   never_emitted=tokenizer.never_emitted())
     outputs = tokenizer.decode_target([h.tokens for h in hypotheses])
     model.train()
     loss = loss_sum / max(tokens, 1)

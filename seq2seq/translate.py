@@ -116,7 +116,8 @@ class Translator:
         results: list[Hypothesis | None] = [None] * len(ids)
         found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, beam_size or self.beam_size,
                               self.length_penalty, self.max_output_ratio, self.device,
-                              no_repeat_ngram_size=self.no_repeat_ngram_size, attention=attention)
+                              no_repeat_ngram_size=self.no_repeat_ngram_size, attention=attention,
+                              never_emitted=self.tokenizer.never_emitted())
         for index, hypothesis in zip(present, found, strict=True):
             results[index] = hypothesis
         return results

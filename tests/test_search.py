@@ -5,11 +5,20 @@ import torch
 
 from seq2seq.config import parse_params
 from seq2seq.model import Seq2Seq
-from seq2seq.search import beam_search, block_repeated_ngrams, greedy_search, max_output_lengths, search, translate_ids
-from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.search import (
+    beam_search,
+    block_repeated_ngrams,
+    greedy_search,
+    length_normalized,
+    max_output_lengths,
+    search,
+    translate_ids,
+)
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from tests.conftest import padded
 
-VOCAB = 7  # ids 0-3 are specials: outputs are sequences over {4, 5, 6} ending in EOS
+VOCAB = 7  # ids 0-3 are specials: outputs are sequences over {UNK, 4, 5, 6} ending in EOS
+OUTPUT_ALPHABET = [UNK_ID, 4, 5, 6]  # PAD and BOS are never emitted
 
 
 def random_model(seed: int, cell: str = "gru") -> Seq2Seq:
@@ -45,38 +54,63 @@ def test_beam_size_one_is_greedy(seed: int, cell: str) -> None:
         assert b.score == pytest.approx(g.score, abs=1e-5)
 
 
-def _prefix_log_prob(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor, tokens: list[int]) -> float:
-    with torch.no_grad():
-        memory, state = model.encode(source, length)
-        attentional, _ = model.decoder(torch.tensor([[BOS_ID, *tokens[:-1]]]), memory, state)
-        log_probs = torch.log_softmax(model.decoder.logits(attentional), dim=-1)[0]
-    return float(sum(log_probs[t, token] for t, token in enumerate(tokens)))
-
-
-@pytest.mark.parametrize(("seed", "cell"), [(0, "gru"), (1, "gru"), (2, "lstm"), (3, "lstm")])
-def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str) -> None:
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+@pytest.mark.parametrize(("seed", "cell"), [(0, "gru"), (4, "gru"), (1, "lstm"), (3, "lstm")])
+def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, length_penalty: float) -> None:
     """A beam wider than the search space makes beam search exhaustive: compare with brute force.
 
-    With a limit of 3 tokens, the candidates are every sequence of at most 2 tokens followed by
-    EOS, and every 3-token sequence cut off at the limit (scored without EOS).
+    With a limit of 3 tokens, the candidates are every sequence of at most 3 tokens followed by EOS
+    (at the limit EOS is forced, and its log-probability counts like any other), ranked by the
+    length-normalised score. The models are sharpened and EOS made less likely, so that the winners
+    have every length from 0 to the limit across these cases.
     """
     model = random_model(seed, cell)
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(4.0)
+        model.decoder.output.bias[EOS_ID] -= 3.0
     source, lengths = sources()
-    alphabet = [t for t in range(VOCAB) if t != EOS_ID]
     limits = torch.full_like(lengths, 3)
-    beam = beam_search(model, source, lengths, limits, beam_size=300, length_penalty=0.0)
+    beam = beam_search(model, source, lengths, limits, beam_size=300, length_penalty=length_penalty,
+                       no_repeat_ngram_size=0)
     for row, hypothesis in enumerate(beam):
         src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
         scores = {c: sequence_log_prob(model, src, length, list(c))
-                  for n in range(3) for c in itertools.product(alphabet, repeat=n)}
-        scores.update({c: _prefix_log_prob(model, src, length, list(c)) for c in itertools.product(alphabet, repeat=3)})
-        best = max(scores, key=scores.get)
+                  for n in range(4) for c in itertools.product(OUTPUT_ALPHABET, repeat=n)}
+        best = max(scores, key=lambda c: length_normalized(scores[c], len(c), length_penalty))
         assert hypothesis.tokens == list(best)
         assert hypothesis.score == pytest.approx(scores[best], abs=1e-4)
 
 
+def test_an_output_cut_at_its_limit_pays_for_its_eos() -> None:
+    model = random_model(8)
+    with torch.no_grad():
+        model.decoder.output.bias[EOS_ID] -= 8.0  # the model would rather go on: every output hits the limit
+    source, lengths = sources()
+    limits = torch.tensor([4, 2, 3])
+    for beam_size in (1, 3):
+        for row, hypothesis in enumerate(search_with(model, source, lengths, limits, beam_size, 0)):
+            assert len(hypothesis.tokens) == int(limits[row])
+            src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
+            assert hypothesis.score == pytest.approx(sequence_log_prob(model, src, length, hypothesis.tokens),
+                                                     abs=1e-4)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_special_ids_are_never_emitted(beam_size: int) -> None:
+    model = random_model(9)
+    with torch.no_grad():
+        model.decoder.output.bias[[PAD_ID, BOS_ID, UNK_ID]] += 6.0  # the likeliest pieces, left alone
+    source, lengths = sources()
+    limits = max_output_lengths(lengths, 2.0)
+    default = [h.tokens for h in search_with(model, source, lengths, limits, beam_size, 0)]
+    assert all(PAD_ID not in tokens and BOS_ID not in tokens for tokens in default)
+    assert any(UNK_ID in tokens for tokens in default)  # UNK is allowed unless the caller bans it
+    no_unk = search_with(model, source, lengths, limits, beam_size, 0, never_emitted=(PAD_ID, BOS_ID, UNK_ID))
+    assert all({PAD_ID, BOS_ID, UNK_ID}.isdisjoint(h.tokens) for h in no_unk)
+
+
 def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
-    model = random_model(4)
+    model = random_model(7)
     source, lengths = sources()
     limits = max_output_lengths(lengths, 2.0)
     greedy = greedy_search(model, source, lengths, limits)
@@ -84,11 +118,21 @@ def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
     for row, (g, b) in enumerate(zip(greedy, beam, strict=True)):
         src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
         for hypothesis in (g, b):
-            ended = len(hypothesis.tokens) < int(limits[row])  # with EOS, which the score includes
-            rescore = sequence_log_prob if ended else _prefix_log_prob
-            assert hypothesis.score == pytest.approx(rescore(model, src, length, hypothesis.tokens), abs=1e-4)
+            assert hypothesis.score == pytest.approx(sequence_log_prob(model, src, length, hypothesis.tokens),
+                                                     abs=1e-4)
         assert b.score >= g.score - 1e-5
     assert any(b.score > g.score + 1e-3 for g, b in zip(greedy, beam, strict=True))  # the beam found better
+
+
+@pytest.mark.parametrize(("beam_size", "length_penalty", "ngram"), [(2, 1.0, 0), (4, 1.7, 2), (5, 0.6, 3)])
+def test_batched_beam_search_equals_one_sentence_at_a_time(beam_size: int, length_penalty: float, ngram: int) -> None:
+    model = random_model(10)
+    sentences = [[4, 5, 6, 4, 5, 6, 4], [6], [5, 5, 4], [4, 6], [6, 5, 4, 4, 5]]
+    batched = search(model, *padded(sentences), beam_size, length_penalty, no_repeat_ngram_size=ngram)
+    for sentence, hypothesis in zip(sentences, batched, strict=True):
+        (alone,) = search(model, *padded([sentence]), beam_size, length_penalty, no_repeat_ngram_size=ngram)
+        assert hypothesis.tokens == alone.tokens
+        assert hypothesis.score == pytest.approx(alone.score, abs=1e-4)
 
 
 def test_translate_ids_keeps_order_and_batches_by_length() -> None:
@@ -134,10 +178,10 @@ def test_ngram_blocking_never_emits_a_repeated_ngram(beam_size: int) -> None:
             assert not has_repeated_ngram(hypothesis.tokens, n), hypothesis.tokens
 
 
-def search_with(model, source, lengths, max_lengths, beam_size: int, n: int):
+def search_with(model, source, lengths, max_lengths, beam_size: int, n: int, **options):
     if beam_size == 1:
-        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size=n)
-    return beam_search(model, source, lengths, max_lengths, beam_size, no_repeat_ngram_size=n)
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size=n, **options)
+    return beam_search(model, source, lengths, max_lengths, beam_size, no_repeat_ngram_size=n, **options)
 
 
 def has_repeated_ngram(tokens: list[int], n: int) -> bool:

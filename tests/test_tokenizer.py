@@ -58,3 +58,12 @@ def test_too_small_vocabulary_is_a_user_error(prepared: Path, tmp_path: Path) ->
     with pytest.raises(UserError, match="vocab_size"):
         train_tokenizer(prepared, tmp_path / "tok", TokenizerConfig(vocab_size=300, joint=True))
     assert not (tmp_path / "tok").exists()
+
+
+@pytest.mark.parametrize("byte_fallback", [True, False])
+def test_unk_is_never_emitted_only_with_byte_fallback(prepared: Path, tmp_path: Path, byte_fallback: bool) -> None:
+    config = TokenizerConfig(vocab_size=400, korean_vocab_size=400, byte_fallback=byte_fallback)
+    train_tokenizer(prepared, tmp_path / "tok", config)
+    tokenizer = load_tokenizer(tmp_path / "tok")
+    expected = (PAD_ID, BOS_ID, UNK_ID) if byte_fallback else (PAD_ID, BOS_ID)
+    assert tokenizer.never_emitted() == expected
