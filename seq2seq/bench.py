@@ -16,9 +16,10 @@ import torch
 
 from seq2seq.config import EvaluateConfig, ModelConfig, Params
 from seq2seq.data import ParallelData, collate, make_batches
-from seq2seq.device import autocast, pick_device
+from seq2seq.device import autocast, memory_mib, pick_device
+from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.train import Distributed, learning_rate, make_optimizer, train_step
+from seq2seq.train import Distributed, TrainPaths, learning_rate, make_optimizer, train_step
 
 
 def training_throughput(model_config: ModelConfig, params: Params, data: ParallelData, vocab_sizes: tuple[int, int],
@@ -102,8 +103,8 @@ def _peak_rss_lines(code: str) -> list[int]:
     return [int(line) for line in result.stdout.strip().splitlines() if line.strip().isdigit()]
 
 
-def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("data/raw"),
-                 tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
+def bench_scale(params: Params, copies: int, steps: int, raw_dir: Path = Path("data/raw"),
+                tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
     """Yield report lines: peak RSS of prepare, encode and `steps` training steps at 1x and `copies`x data."""
     import json
     import tempfile
@@ -137,6 +138,45 @@ def bench_memory(params: Params, copies: int, steps: int, raw_dir: Path = Path("
                 f"os.chdir({str(work)!r}); train(load_params('params.yaml'))")
             yield (f"{scale:>3}x ({pairs:,} train pairs): peak RSS prepare {prepare_mib:,.0f} MiB, "
                    f"encode {encode_mib:,.0f} MiB, train ({steps} steps) {train_mib:,.0f} MiB")
+
+
+def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
+                 paths: TrainPaths | None = None) -> Iterator[str]:
+    """Yield report lines: this process's resident memory while it trains on the train stage's own
+    batches (no validation), every `every` steps, until it grew by less than 2% over the last
+    `window` steps (a plateau) or for `max_steps`."""
+    import os
+
+    from seq2seq.train import TrainingData, start_process
+
+    config = params.train
+    if memory_mib() is None:
+        raise UserError("bench memory reads /proc/self/status, which this system lacks (Linux only)")
+    device, world = start_process(config)
+    data = TrainingData.load(config, paths or TrainPaths())
+    model = Seq2Seq(params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size()).to(device).train()
+    optimizer = make_optimizer(model, config)
+    yield (f"device {device}, bf16 {config.bf16}, batch_tokens {config.batch_tokens}, oneDNN kernel cache "
+           f"{os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')} (ONEDNN_PRIMITIVE_CACHE_CAPACITY)")
+    resident: dict[int, float] = {}
+    step, epoch, tokens, started = 0, 0, 0, time.perf_counter()
+    while step < max_steps:
+        for indices in data.epoch_batches(config, epoch, world_size=1)[: max_steps - step]:
+            step += 1
+            batch = collate(data.train, indices).to(device)
+            tokens += train_step(model, optimizer, batch, learning_rate(config, step, 1.0), world, config, device)[1]
+            if step % every:
+                continue
+            resident[step], peak = memory_mib()
+            yield (f"step {step:>5}: {resident[step]:>6,.0f} MiB resident, peak {peak:,.0f} MiB, "
+                   f"{tokens / (time.perf_counter() - started):,.0f} target tokens/s")
+            earlier = [s for s in resident if s <= step - window]
+            if earlier and resident[step] <= 1.02 * resident[earlier[-1]]:
+                yield (f"plateau: {resident[step]:,.0f} MiB at step {step}, {resident[earlier[-1]]:,.0f} MiB "
+                       f"at step {earlier[-1]}")
+                return
+        epoch += 1
+    yield f"no plateau within {max_steps} steps (less than 2% growth over {window} steps)"
 
 
 def bench_step_memory(params: Params) -> Iterator[str]:

@@ -276,12 +276,28 @@ def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded
 
 @bench.command("memory")
 @PARAMS
+@click.option("--max-steps", type=click.IntRange(min=1), default=3000, show_default=True,
+              help="Stop here if memory has not levelled off before.")
+@click.option("--every", type=click.IntRange(min=1), default=50, show_default=True, help="Report every N steps.")
+@click.option("--window", type=click.IntRange(min=1), default=500, show_default=True,
+              help="A plateau: less than 2% growth over this many steps.")
+def bench_memory(params_path: Path, max_steps: int, every: int, window: int) -> None:
+    """Resident memory against training steps, until it levels off (needs `dvc repro encode`)."""
+    from seq2seq.bench import bench_memory as run
+    from seq2seq.config import load_params
+
+    for line in run(load_params(params_path), max_steps, every, window):
+        click.echo(line)
+
+
+@bench.command("scale")
+@PARAMS
 @click.option("--copies", type=click.IntRange(min=2), default=10, show_default=True,
               help="How many times to replicate the corpus for the large run.")
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Training steps to run.")
-def bench_memory(params_path: Path, copies: int, steps: int) -> None:
+def bench_scale(params_path: Path, copies: int, steps: int) -> None:
     """Peak memory of prepare, encode and training at 1x and COPIES x the corpus (needs `dvc repro tokenizer`)."""
-    from seq2seq.bench import bench_memory as run
+    from seq2seq.bench import bench_scale as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):

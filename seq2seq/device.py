@@ -47,3 +47,15 @@ def machine_description(device: torch.device) -> dict[str, str]:
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)
     return description
+
+
+def memory_mib() -> tuple[float, float] | None:
+    """This process's resident memory now and at its peak, in MiB; None where the system does not
+    say (the reading comes from /proc, so Linux only)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith(("VmRSS", "VmHWM")))
+    except OSError:
+        return None
+    now, peak = (int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))
+    return now, peak

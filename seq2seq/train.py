@@ -34,7 +34,7 @@ from seq2seq import paths as default_paths
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
-from seq2seq.device import autocast, machine_description, pick_device
+from seq2seq.device import autocast, machine_description, memory_mib, pick_device
 from seq2seq.domains import Domains, read_source_names, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
@@ -354,6 +354,9 @@ class Reporter:
     def close(self) -> None:
         self.bar.close()
         if self.live is not None:
+            memory = memory_mib()
+            if memory is not None:  # of this process: on resume, of the run since then
+                self.live.summary["peak_memory_mib"] = round(memory[1])
             self.live.end()
 
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 
 COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["train"], ["evaluate"], ["translate"], ["bench"],
-            ["bench", "train"], ["bench", "memory"], ["bench", "step"], ["bench", "translate"]]
+            ["bench", "train"], ["bench", "memory"], ["bench", "scale"], ["bench", "step"], ["bench", "translate"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")

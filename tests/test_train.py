@@ -12,6 +12,7 @@ import torch
 
 from seq2seq.checkpoint import load_model, read_checkpoint
 from seq2seq.config import ConfigError, parse_params
+from seq2seq.device import memory_mib
 from seq2seq.errors import UserError
 from seq2seq.train import learning_rate, step_starts, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
@@ -34,6 +35,12 @@ def test_metrics_record_the_machine(tiny_workdir: Path) -> None:
     assert machine["cpu"] in cpu_names
     assert machine["torch"] == torch.__version__
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_metrics_record_the_peak_memory(tiny_workdir: Path) -> None:
+    """The tiny run trained inside this test process: its recorded peak is at most this process's peak now."""
+    recorded = json.loads((tiny_workdir / "dvclive/metrics.json").read_text())["peak_memory_mib"]
+    assert 50 < recorded <= memory_mib()[1] + 1
 
 
 def test_learning_rate_schedule() -> None:
