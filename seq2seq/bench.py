@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from seq2seq import paths
 from seq2seq.config import EvaluateConfig, ModelConfig, Params
 from seq2seq.data import ParallelData, collate, make_batches
 from seq2seq.device import autocast, memory_mib, pick_device
@@ -46,8 +47,8 @@ def training_throughput(model_config: ModelConfig, params: Params, data: Paralle
     return tokens / (time.perf_counter() - started)
 
 
-def bench_train(params: Params, steps: int, warmup: int, naive: bool, encoded_dir: Path = Path("data/encoded"),
-                tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
+def bench_train(params: Params, steps: int, warmup: int, naive: bool, encoded_dir: Path = paths.ENCODED,
+                tokenizer_dir: Path = paths.TOKENIZER) -> Iterator[str]:
     """Yield report lines: the configured model's tokens/s and, with `naive`, the step-by-step decoder's."""
     from seq2seq.tokenizer import load_tokenizer
 
@@ -103,8 +104,8 @@ def _peak_rss_lines(code: str) -> list[int]:
     return [int(line) for line in result.stdout.strip().splitlines() if line.strip().isdigit()]
 
 
-def bench_scale(params: Params, copies: int, steps: int, raw_dir: Path = Path("data/raw"),
-                tokenizer_dir: Path = Path("models/tokenizer")) -> Iterator[str]:
+def bench_scale(params: Params, copies: int, steps: int, raw_dir: Path = paths.RAW,
+                tokenizer_dir: Path = paths.TOKENIZER) -> Iterator[str]:
     """Yield report lines: peak RSS of prepare, encode and `steps` training steps at 1x and `copies`x data."""
     import json
     import tempfile
@@ -131,7 +132,7 @@ def bench_scale(params: Params, copies: int, steps: int, raw_dir: Path = Path("d
                 f"w = Path({str(work)!r}); encode_splits(w / 'data/prepared', "
                 f"load_tokenizer(Path({str(tokenizer_dir.resolve())!r})), w / 'data/encoded')")
             (work / "models").mkdir()
-            (work / "models/tokenizer").symlink_to(tokenizer_dir.resolve())
+            (work / paths.TOKENIZER).symlink_to(tokenizer_dir.resolve())
             train_mib = _peak_rss_mib(
                 "import os; from pathlib import Path; from seq2seq.config import load_params; "
                 "from seq2seq.train import train\n"

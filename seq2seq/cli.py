@@ -223,7 +223,7 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
@@ -359,9 +359,9 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
 
 
 @bench.command("serve")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default="models/model/best.pt",
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default="data/prepared/test.en",
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
               show_default=True, help="English sentences, one per line.")
 @click.option("--clients", "client_counts", type=click.IntRange(min=1, max=64), multiple=True, default=[1, 4, 16],
               show_default=True, help="Concurrent clients (repeat the option for several levels).")

@@ -11,11 +11,11 @@ import csv
 import json
 from pathlib import Path
 
+from seq2seq import paths
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_path
 
-VALID_DIR = Path("dvclive/plots/metrics/valid")
-EVALUATE_METRICS = Path("metrics/evaluate.json")
+VALID_DIR = paths.LIVE / "plots/metrics/valid"
 PLOTS_DIR = Path("plots")
 PLOT_NAMES = ("valid_chrf.png", "valid_loss.png", "test_chrf_by_source.png")  # what `draw_plots` writes
 
@@ -38,7 +38,7 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def draw_plots(valid_dir: Path = VALID_DIR, evaluate_metrics: Path = EVALUATE_METRICS,
+def draw_plots(valid_dir: Path = VALID_DIR, evaluate_metrics: Path = paths.EVALUATE_METRICS,
                out_dir: Path = PLOTS_DIR) -> list[Path]:
     """Write valid_chrf.png and valid_loss.png (against steps and minutes) and test_chrf_by_source.png."""
     import matplotlib
