@@ -103,8 +103,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return content
 
 
+_OLD_ENCODER_KEY = re.compile(r"encoder\.rnn\.(weight|bias)_(ih|hh)_l(\d+)(_reverse)?")
+
+
+def upgrade_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the weights of an encoder saved as one (bidirectional, multi-layer) `nn.GRU`
+    (`encoder.rnn.weight_ih_l0_reverse`) to the one-directional RNN per layer and direction that
+    the encoder now holds (`encoder.layers.0.1.weight_ih_l0`); other names stay."""
+    def rename(name: str) -> str:
+        old = _OLD_ENCODER_KEY.fullmatch(name)
+        if old is None:
+            return name
+        kind, side, layer, reverse = old.groups()
+        return f"encoder.layers.{layer}.{1 if reverse else 0}.{kind}_{side}_l0"
+
+    return OrderedDict((rename(name), tensor) for name, tensor in weights.items())
+
+
 def load_weights(model: Seq2Seq, weights: dict[str, torch.Tensor], path: Path) -> None:
     """`model.load_state_dict`, with a one-line `UserError` that says what does not fit."""
+    weights = upgrade_weights(weights)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)

