@@ -264,13 +264,21 @@ def bench() -> None:
 @click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True)
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
               show_default=True)
+@click.option("--emulate-avx2", is_flag=True,
+              help="Run as on a CPU without AVX-512 or native bf16 (class avx2, float32), on a newer x86 CPU.")
+@click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Also time the code and params.yaml of this checkout (e.g. `git worktree add /tmp/before main`).")
 def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded_dir: Path,
-                tokenizer_dir: Path) -> None:
-    """Steady-state training throughput in target tokens per second."""
+                tokenizer_dir: Path, emulate_avx2: bool, baseline_dir: Path | None) -> None:
+    """Steady-state training throughput in target tokens per second, and the CPU class it holds for."""
     from seq2seq.bench import bench_train as run
+    from seq2seq.bench import emulate_avx2 as restart_emulated
     from seq2seq.config import load_params
 
-    for line in run(load_params(params_path), steps, warmup, naive, encoded_dir, tokenizer_dir):
+    params = load_params(params_path)
+    if emulate_avx2:
+        restart_emulated()
+    for line in run(params, steps, warmup, naive, encoded_dir, tokenizer_dir, baseline_dir):
         click.echo(line)
 
 

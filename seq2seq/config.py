@@ -91,6 +91,9 @@ class ModelConfig:
         )
 
 
+CPU_CLASSES = ("avx2", "avx512", "bf16")  # seq2seq.device.cpu_class() tells which one a CPU is
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, batching, validation and stopping."""
@@ -108,9 +111,11 @@ class TrainConfig:
     warmup_steps: int = 150
     schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
     min_learning_rate: float = 1e-5  # the floor after warm-up: plateau halvings and decay stop here
+    cooldown: float = 0.0  # the last fraction of max_steps, over which the rate falls linearly to the floor
     label_smoothing: float = 0.1
     clip_grad_norm: float = 1.0
     max_steps: int = 2000
+    max_steps_by_cpu_class: dict[str, int] = field(default_factory=dict)
     max_epochs: int = 100
     valid_every: int = 250
     valid_sentences: int = 400
@@ -122,6 +127,11 @@ class TrainConfig:
     domains: dict[str, list[str]] = field(default_factory=dict)
     source_weights: dict[str, float] = field(default_factory=dict)
 
+    def steps_for(self, cpu_class: str | None) -> int:
+        """The steps to train on a CPU of `cpu_class` (None: on a GPU): its entry in
+        `max_steps_by_cpu_class`, else `max_steps`."""
+        return self.max_steps_by_cpu_class.get(cpu_class, self.max_steps) if cpu_class else self.max_steps
+
     def validate(self) -> None:
         _require(self.nproc >= 1, "train.nproc", "must be >= 1")
         _require(self.threads >= 0, "train.threads", "must be >= 0 (0: let torch decide)")
@@ -132,9 +142,14 @@ class TrainConfig:
                  "must be in [0, train.learning_rate]")
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _require(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _require(0.0 <= self.cooldown < 1.0, "train.cooldown", "must be in [0, 1) (0: no cool-down)")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
         _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", "must be >= 0 (0: no clipping)")
         _require(self.max_steps > 0, "train.max_steps", "must be > 0")
+        for name, steps in self.max_steps_by_cpu_class.items():
+            _require(name in CPU_CLASSES, f"train.max_steps_by_cpu_class.{name}",
+                     f"not a CPU class ({', '.join(CPU_CLASSES)})")
+            _require(steps > 0, f"train.max_steps_by_cpu_class.{name}", "must be > 0")
         _require(self.max_epochs > 0, "train.max_epochs", "must be > 0")
         _require(self.valid_every > 0, "train.valid_every", "must be > 0")
         _require(self.valid_sentences > 0, "train.valid_sentences", "must be > 0")

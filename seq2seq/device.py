@@ -18,15 +18,37 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+CPU_CLASS_DESCRIPTIONS = {  # the names are config.CPU_CLASSES
+    "avx2": "float32; no AVX-512 and no native bf16: AVX2, older or not x86",
+    "avx512": "float32; AVX-512 without native bf16",
+    "bf16": "native bf16, AVX512-BF16 or AMX; bf16 autocast where train.bf16 is true",
+}
+
+# Emulates the avx2 class on a newer x86 CPU: torch's own kernels (ATen), oneDNN's and MKL's
+# matrix products all limited to AVX2. Read when each library first runs: set before torch starts.
+AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def cpu_class() -> str:
+    """Which of `CPU_CLASS_DESCRIPTIONS` this CPU is, as torch's kernels see it (so an emulation counts).
+
+    Training speed differs most between these classes (a 2-core AMD EPYC with AVX2 alone trained the
+    old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
+    its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class").
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX512", "AMX"):
+        return "avx2"
+    return "bf16" if torch.cpu._is_avx512_bf16_supported() else "avx512"
+
+
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
     """bf16 mixed precision where the hardware runs it natively, else a no-op context."""
     if not enabled:
         return nullcontext()
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    native_cpu_bf16 = torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and \
-        torch.cpu._is_avx512_bf16_supported()
-    if device.type == "cpu" and native_cpu_bf16:
+    if device.type == "cpu" and cpu_class() == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -42,7 +64,7 @@ def machine_description(device: torch.device) -> dict[str, str]:
             cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
     except OSError:
         pass
-    description = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    description = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_class": cpu_class(),
                    "torch": torch.__version__, "threads": str(torch.get_num_threads())}
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)

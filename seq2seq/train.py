@@ -12,6 +12,7 @@ step's batches through DistributedDataParallel, and rank 0 alone validates and w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -34,7 +35,7 @@ from seq2seq import paths as default_paths
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
-from seq2seq.device import autocast, machine_description, memory_mib, pick_device
+from seq2seq.device import CPU_CLASS_DESCRIPTIONS, autocast, cpu_class, machine_description, memory_mib, pick_device
 from seq2seq.domains import Domains, read_source_names, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
@@ -72,12 +73,15 @@ class Progress:
 
 def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     """Linear warm-up over `warmup_steps`, then inverse square root decay (or constant), times the
-    plateau scale (halved after each validation without gain when schedule is `plateau`); after
-    warm-up never below `min_learning_rate`."""
+    plateau scale (halved after each validation without gain when schedule is `plateau`), and over
+    the last `cooldown` fraction of `max_steps` a linear fall towards zero; after warm-up never
+    below `min_learning_rate`."""
     warmup = max(config.warmup_steps, 1)
     warm = min(1.0, step / warmup)
     decay = math.sqrt(warmup / step) if config.schedule == "inverse_sqrt" and step > warmup else 1.0
-    rate = config.learning_rate * warm * decay * lr_scale
+    cooldown_steps = config.cooldown * config.max_steps
+    cool = min(1.0, (config.max_steps - step) / cooldown_steps) if cooldown_steps > 0 else 1.0
+    rate = config.learning_rate * warm * decay * max(cool, 0.0) * lr_scale
     return max(rate, config.min_learning_rate) if step >= warmup else rate
 
 
@@ -324,6 +328,7 @@ class Reporter:
             self.live = Live(str(paths.live_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
             self.live.log_param("parameters", model.parameter_count())
             self.live.summary["machine"] = machine_description(device)  # best.pt's bytes differ between CPU models
+            self.live.summary["max_steps"] = config.max_steps  # train.max_steps_by_cpu_class: depends on the machine
         self.bar = tqdm(total=config.max_steps, initial=step, unit="step", disable=not world.is_main,
                         dynamic_ncols=True, desc="train", mininterval=1 if sys.stderr.isatty() else 30)
         self.interval_tokens, self.interval_start = 0.0, time.perf_counter()
@@ -360,13 +365,35 @@ class Reporter:
             self.live.end()
 
 
+# Target tokens/s of the default params on 2 cores, validation included, by CPU class (README,
+# "Timings by CPU class"): what the expected minutes printed at the start are computed from.
+# avx512 (not measured) is assumed no faster than avx2.
+REFERENCE_SPEED = {"avx2": 4_200, "avx512": 4_200, "bf16": 12_500}
+TARGET_TOKENS_PER_BATCH_TOKEN = 0.89  # real target tokens per step / train.batch_tokens, on corpus v2
+
+
+def steps_for_this_machine(config: TrainConfig, device: torch.device) -> tuple[TrainConfig, str]:
+    """`config` with the max_steps of this machine's CPU class (train.max_steps_by_cpu_class), and a
+    line saying which class, which steps and about how many minutes they take."""
+    if device.type != "cpu":
+        return config, f"{device.type}: {config.max_steps:,} steps (train.max_steps)"
+    name = cpu_class()
+    steps = config.steps_for(name)
+    source = f"train.max_steps_by_cpu_class.{name}" if name in config.max_steps_by_cpu_class else "train.max_steps"
+    minutes = steps * config.batch_tokens * TARGET_TOKENS_PER_BATCH_TOKEN / REFERENCE_SPEED[name] / 60
+    line = (f"CPU class {name} ({CPU_CLASS_DESCRIPTIONS[name]}): {steps:,} steps ({source}), about "
+            f"{minutes:.0f} minutes on 2 cores of this class with the default model")
+    return dataclasses.replace(config, max_steps=steps), line
+
+
 class Trainer:
     """One training run: `__init__` sets up the process, data, model, optimizer, resumed position and
     reporting; `run` trains until a stopping rule says so and validates, checkpoints and averages."""
 
     def __init__(self, params: Params, paths: TrainPaths, resume: bool) -> None:
-        self.config, self.paths = params.train, paths
-        self.device, self.world = start_process(self.config)
+        self.paths = paths
+        self.device, self.world = start_process(params.train)
+        self.config, steps_line = steps_for_this_machine(params.train, self.device)
         self.data = TrainingData.load(self.config, paths)
         self.model = Seq2Seq(params.model, self.data.source_vocab_size,
                              self.data.tokenizer.target.get_piece_size()).to(self.device)
@@ -376,6 +403,8 @@ class Trainer:
         self.progress = self._resume() if resume else self._start_afresh()
         self.trained = self.model if self.world.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
         self.reporter = Reporter(paths, self.config, self.world, resume, self.model, self.device, self.progress.step)
+        if self.world.is_main:
+            self.reporter.write(steps_line)
 
     def _resume(self) -> Progress:
         return _restore(self.last_path, self.model, self.optimizer, self.world, self.fingerprint)

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 from seq2seq.bench import bench_memory
-from seq2seq.device import memory_mib
-from tests.conftest import tiny_params, tiny_paths
+from seq2seq.config import CPU_CLASSES
+from seq2seq.device import AVX2_EMULATION, cpu_class, memory_mib
+from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
 
 def test_memory_readings_are_plausible() -> None:
@@ -31,3 +32,46 @@ def test_the_kernel_cache_is_bounded_unless_the_user_says_otherwise() -> None:
 
     assert capacity({}) == "64"
     assert capacity({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}) == "1024"
+
+
+def _run_seq2seq(arguments: list[str], environment: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items() if name not in AVX2_EMULATION}
+    return subprocess.run([sys.executable, "-m", "seq2seq", *arguments], env={**env, **environment}, cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_cpu_class_follows_the_kernels_torch_uses(tmp_path: Path) -> None:
+    code = "from seq2seq.device import cpu_class; print(cpu_class())"
+    emulated = subprocess.run([sys.executable, "-c", code], env={**os.environ, **AVX2_EMULATION},
+                              capture_output=True, text=True, check=True)
+    assert emulated.stdout.strip() == "avx2"
+    assert cpu_class() in CPU_CLASSES
+
+
+def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:
+    """`--emulate-avx2` restarts under AVX2 kernels; `--baseline` times another checkout's code
+    (here this one, with its own params.yaml) and prints the ratio."""
+    for part in ("data/encoded", "models/tokenizer"):
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / part).symlink_to(tiny_workdir / part)
+    write_tiny_params(tmp_path)
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "seq2seq").symlink_to(Path(__file__).parent.parent / "seq2seq")
+    (baseline / "params.yaml").write_text((tmp_path / "params.yaml").read_text())
+    result = _run_seq2seq(["bench", "train", "--steps", "2", "--warmup", "0", "--no-naive", "--emulate-avx2",
+                           "--baseline", str(baseline)], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "class avx2 (emulated: AVX2 kernels only)" in lines[0]
+    assert re.match(r"baseline \(.*baseline, its params.yaml\): [\d,]+ target tokens/s", lines[1])
+    assert re.match(r"ratio configured / baseline: \d+\.\d\dx", lines[-1])
+
+
+def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> None:
+    write_tiny_params(tmp_path)
+    result = _run_seq2seq(["bench", "train", "--steps", "1", "--no-naive", "--baseline", str(tmp_path)], {},
+                          tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path} holds no seq2seq package (pass a "
+                                                  "checkout, e.g. `git worktree add DIR main`)"]

@@ -32,6 +32,8 @@ def test_missing_sections_take_defaults() -> None:
         ({"train": {"max_steps": True}}, "train.max_steps: expected int"),
         ({"prepare": {"sources": "pydocs"}}, "prepare.sources: expected a list"),
         ({"model": {"attention": "dot", "encoder_hidden_size": 256, "decoder_hidden_size": 256}}, "'dot' needs"),
+        ({"train": {"max_steps_by_cpu_class": {"avx3": 10}}}, "train.max_steps_by_cpu_class.avx3: not a CPU class"),
+        ({"train": {"max_steps_by_cpu_class": {"avx2": 0}}}, "train.max_steps_by_cpu_class.avx2: must be > 0"),
     ],
 )
 def test_bad_params_name_the_key(raw: dict, message: str) -> None:
@@ -84,3 +86,8 @@ def test_decoding_settings_come_from_params_and_options_override(tmp_path: Path)
     assert decoding_settings(tmp_path / "absent.yaml") == EvaluateConfig()  # no file: the one set of defaults
     with pytest.raises(ConfigError, match="evaluate.beam_size"):
         decoding_settings(params, beam_size=0)
+
+
+def test_steps_by_cpu_class_fall_back_to_max_steps() -> None:
+    config = parse_params({"train": {"max_steps": 3600, "max_steps_by_cpu_class": {"avx2": 2100}}}).train
+    assert [config.steps_for(name) for name in ("avx2", "avx512", "bf16", None)] == [2100, 3600, 3600, 3600]

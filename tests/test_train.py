@@ -12,7 +12,7 @@ import torch
 
 from seq2seq.checkpoint import load_model, read_checkpoint
 from seq2seq.config import ConfigError, parse_params
-from seq2seq.device import memory_mib
+from seq2seq.device import AVX2_EMULATION, memory_mib
 from seq2seq.errors import UserError
 from seq2seq.train import learning_rate, step_starts, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
@@ -51,6 +51,16 @@ def test_learning_rate_schedule() -> None:
     assert learning_rate(config, 40, 0.5) == pytest.approx(0.25)
     constant = parse_params({"train": {"learning_rate": 1.0, "warmup_steps": 10, "schedule": "constant"}}).train
     assert learning_rate(constant, 400, 1.0) == pytest.approx(1.0)
+
+
+def test_cooldown_falls_linearly_to_the_floor_over_the_last_steps() -> None:
+    raw = {"learning_rate": 1.0, "warmup_steps": 10, "schedule": "constant", "max_steps": 100, "cooldown": 0.2,
+           "min_learning_rate": 0.01}
+    config = parse_params({"train": raw}).train
+    rates = [learning_rate(config, step, 1.0) for step in (50, 80, 90, 95, 100)]
+    assert rates == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.01])
+    assert learning_rate(config, 120, 1.0) == pytest.approx(0.01)  # past max_steps (a resume with more): the floor
+    assert learning_rate(parse_params({"train": {**raw, "cooldown": 0.0}}).train, 100, 1.0) == pytest.approx(1.0)
 
 
 def test_plateau_halvings_stop_at_the_floor() -> None:
@@ -119,6 +129,21 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "step 5: valid" not in result.stderr  # it went on from `step`, not from the start
     assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == step + 3
+
+
+def test_steps_follow_the_cpu_class_and_are_printed_and_recorded(tiny_workdir: Path, tmp_path: Path) -> None:
+    """On an (emulated) AVX2 CPU the train stage takes train.max_steps_by_cpu_class.avx2, says so at
+    the start, and records the class and the steps in dvclive/metrics.json."""
+    copy_data(tiny_workdir, tmp_path)
+    write_tiny_params(tmp_path, max_steps=12, max_steps_by_cpu_class={"avx2": 6, "bf16": 8}, valid_every=3)
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, **AVX2_EMULATION})
+    assert result.returncode == 0, result.stderr
+    assert "CPU class avx2 (float32; " in result.stderr
+    assert "6 steps (train.max_steps_by_cpu_class.avx2), about 0 minutes" in result.stderr
+    metrics = json.loads((tmp_path / "dvclive/metrics.json").read_text())
+    assert (metrics["machine"]["cpu_class"], metrics["max_steps"]) == ("avx2", 6)
+    assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == 6
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
