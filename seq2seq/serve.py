@@ -29,6 +29,7 @@ from starlette.routing import Route
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import EvaluateConfig
+from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Translation, Translator
@@ -73,8 +74,10 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     `domains` are the model's domain groups (None: trained without domain tags)."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an integer of over 4,300 digits
         raise ApiError(400, "body", f"the body is not valid UTF-8 JSON ({error})") from None
+    except RecursionError:
+        raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
     unknown = sorted(set(data) - {"text", "beam", "attention", "domain"})
@@ -161,6 +164,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def create_app(translator: Translator, model_path: Path, limits: Limits = Limits(), plots_dir: Path = PLOTS_DIR,
                batcher: Batcher | None = None) -> Starlette:
     """The ASGI app around a loaded `translator`. `batcher` defaults to dynamic batching with `limits`."""
+    if translator.beam_size > limits.max_beam:
+        raise UserError(f"the default beam size {translator.beam_size} (evaluate.beam_size or --beam) is above "
+                        f"the API's limit of {limits.max_beam}: lower it")
     info = model_info(translator, model_path)
     if batcher is None:
         batcher = Batcher(lambda sentences, settings: run_translations(translator, sentences, settings),
@@ -234,7 +240,8 @@ def serve(model_path: Path, host: str, port: int, decoding: EvaluateConfig, devi
 
     translator = Translator(model_path, beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
                             max_output_ratio=decoding.max_output_ratio, device=device,
-                            batch_size=limits.batch_sentences, warn=log.warning,
+                            # a request's own sentences are one search call, with or without batching
+                            batch_size=max(limits.batch_sentences, limits.max_sentences), warn=log.warning,
                             no_repeat_ngram_size=decoding.no_repeat_ngram_size, quantize=quantize)
     app = create_app(translator, model_path, limits, plots_dir)
     print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)

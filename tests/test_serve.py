@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from seq2seq.batcher import Batcher
-from seq2seq.serve import Limits, create_app, run_translations
+from seq2seq.errors import UserError
+from seq2seq.serve import ApiError, Limits, create_app, parse_translate_request, run_translations
 from seq2seq.tokenizer import load_tokenizer
 from seq2seq.translate import Translator
 from tests.conftest import running_server, toy_pairs
@@ -109,6 +110,7 @@ def test_health_info_and_page(client: httpx.Client, tiny_workdir: Path) -> None:
     (json.dumps({"text": "Hi.", "attention": "yes"}).encode(), 422, "attention"),
     (json.dumps({"text": "Hi.", "domain": "news"}).encode(), 422, "domain"),
     (json.dumps({"text": "Hi.", "beams": 2}).encode(), 422, "beams"),
+    (b"[" * 1500, 400, "body"),  # nested past Python's recursion limit
 ])
 def test_bad_requests_get_a_json_error_naming_the_field(client: httpx.Client, body: bytes, status: int,
                                                         field: str) -> None:
@@ -116,6 +118,18 @@ def test_bad_requests_get_a_json_error_naming_the_field(client: httpx.Client, bo
     assert response.status_code == status
     assert response.json()["field"] == field
     assert response.json()["error"]
+
+
+def test_an_integer_too_long_for_python_is_a_bad_body_not_a_crash() -> None:
+    body = b'{"text": "Hi.", "beam": ' + b"9" * 5000 + b"}"
+    with pytest.raises(ApiError) as error:
+        parse_translate_request(body, 5, Limits())
+    assert (error.value.status, error.value.field) == (400, "body")
+
+
+def test_a_default_beam_above_the_api_limit_stops_the_server_at_start(model_path: Path) -> None:
+    with pytest.raises(UserError, match="default beam size 12 .* above the API's limit of 10"):
+        create_app(Translator(model_path, beam_size=12), model_path, Limits(max_beam=10))
 
 
 def test_wrong_method_and_path_get_json_errors(client: httpx.Client) -> None:
