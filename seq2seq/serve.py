@@ -232,19 +232,24 @@ def run_translations(translator: Translator, sentences: list[str], settings: tup
     return [translation_json(t) for t in translator.translate_detailed(sentences, beam, attention, domain)]
 
 
+def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,
+                    quantize: bool = False) -> Translator:
+    """The model as `serve` uses it: `decoding` gives the default beam size and the length penalty,
+    output ratio and n-gram blocking. A request's own sentences are one search call, with or
+    without dynamic batching (which only merges requests)."""
+    return Translator(model_path, beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
+                      max_output_ratio=decoding.max_output_ratio, device=device,
+                      batch_size=max(limits.batch_sentences, limits.max_sentences), warn=log.warning,
+                      no_repeat_ngram_size=decoding.no_repeat_ngram_size, quantize=quantize)
+
+
 def serve(model_path: Path, host: str, port: int, decoding: EvaluateConfig, device: str, limits: Limits,
           plots_dir: Path = PLOTS_DIR, quantize: bool = False) -> None:
-    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first).
-    `decoding` gives the default beam size and the length penalty, output ratio and n-gram blocking."""
+    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
     import uvicorn
 
-    translator = Translator(model_path, beam_size=decoding.beam_size, length_penalty=decoding.length_penalty,
-                            max_output_ratio=decoding.max_output_ratio, device=device,
-                            # a request's own sentences are one search call, with or without batching
-                            batch_size=max(limits.batch_sentences, limits.max_sentences), warn=log.warning,
-                            no_repeat_ngram_size=decoding.no_repeat_ngram_size, quantize=quantize)
+    translator = load_translator(model_path, decoding, device, limits, quantize)
     app = create_app(translator, model_path, limits, plots_dir)
     print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=int(limits.timeout_s) + 5)
-

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from seq2seq.batcher import Batcher
+from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
-from seq2seq.serve import ApiError, Limits, create_app, parse_translate_request, run_translations
+from seq2seq.serve import ApiError, Limits, create_app, load_translator, parse_translate_request, run_translations
 from seq2seq.tokenizer import load_tokenizer
 from seq2seq.translate import Translator
 from tests.conftest import running_server, toy_pairs
@@ -130,6 +131,13 @@ def test_an_integer_too_long_for_python_is_a_bad_body_not_a_crash() -> None:
 def test_a_default_beam_above_the_api_limit_stops_the_server_at_start(model_path: Path) -> None:
     with pytest.raises(UserError, match="default beam size 12 .* above the API's limit of 10"):
         create_app(Translator(model_path, beam_size=12), model_path, Limits(max_beam=10))
+
+
+def test_without_batching_a_request_is_still_one_search_call(model_path: Path) -> None:
+    """`--no-batching` stops merging requests; a request's own sentences still go into one batch."""
+    unbatched = Limits(batch_sentences=1, batch_wait_s=0.0)
+    assert load_translator(model_path, EvaluateConfig(), "cpu", unbatched).batch_size == unbatched.max_sentences
+    assert load_translator(model_path, EvaluateConfig(), "cpu", Limits()).batch_size == Limits().batch_sentences
 
 
 def test_wrong_method_and_path_get_json_errors(client: httpx.Client) -> None:
