@@ -152,7 +152,7 @@ def test_output_length_is_bounded() -> None:
                                              max_output_lengths(lengths, 0.5), lengths, strict=True):
             assert hypothesis.attention.shape[1] == int(length)
             assert len(hypothesis.tokens) <= int(limit)
-            assert hypothesis.attention.shape[0] <= len(hypothesis.tokens) + 1
+            assert hypothesis.attention.shape[0] == len(hypothesis.tokens) + 1  # a row per output, EOS too
 
 
 def test_ngram_blocking_forbids_exactly_the_repeating_tokens() -> None:
