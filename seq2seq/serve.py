@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -183,7 +184,8 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(503, "the server is busy (its queue is full): retry shortly")
         except TimedOut:
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
-        return JSONResponse({"translations": translations, "beam": parsed.beam})
+        # Rendered on a worker thread: with attention, the body can run to megabytes.
+        return await run_in_threadpool(JSONResponse, {"translations": translations, "beam": parsed.beam})
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
