@@ -8,7 +8,6 @@ Heavy modules (torch, sentencepiece, sacrebleu) are imported inside the commands
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -127,7 +126,9 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={params.train.nproc}", "-m", "seq2seq", "train", "--params", str(params_path)]
         command += [part for option, (name, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
-        sys.exit(subprocess.call([*command, "--resume"] if resume else command))
+        # exec, not a child: `kill PID` or a scheduler's SIGTERM then reaches torchrun itself, which passes it
+        # to every worker and waits for them to save last.pt at a step boundary.
+        os.execv(sys.executable, [*command, "--resume"] if resume else command)
     progress = run(params, TrainPaths(**dirs), resume=resume)
     if progress.best_step:
         click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; {progress.step} steps "

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,45 @@ def test_resume_one_to_two_to_one_process(tiny_workdir: Path, tmp_path: Path, fi
     progress = train(tiny_params(train={"max_steps": 12, "valid_every": 50}), tiny_paths(tmp_path), resume=True)
     assert (progress.step, progress.epoch, progress.batches_done) == ((12, 1, 4) if first_steps % 2 else (12, 1, 2))
     assert position() == (progress.step, progress.epoch, progress.batches_done)
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """PIDs of the processes whose working directory is `folder` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["SIGTERM to the process", "Ctrl-C: SIGINT to the group"])
+def test_a_stop_signal_to_a_two_process_train_stops_every_process_and_resumes(tiny_workdir: Path, tmp_path: Path,
+                                                                            ctrl_c: bool) -> None:
+    """`kill PID` of `seq2seq train` with train.nproc 2 (as a scheduler does), or Ctrl-C in its terminal,
+    reaches torchrun and both workers: they save last.pt once, at a step boundary, and none is left running."""
+    copy_data(tiny_workdir, tmp_path)
+    write_tiny_params(tmp_path, max_steps=100_000, valid_every=5, nproc=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "models/model/last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    if ctrl_c:
+        os.killpg(process.pid, signal.SIGINT)  # a terminal signals its whole foreground process group
+    else:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode != 0
+    assert stderr.count("interrupted at step") == 1, stderr[-2000:]  # rank 0 alone saved last.pt
+    assert _processes_in(tmp_path) == []  # no worker left training
+    step = read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"]
+    write_tiny_params(tmp_path, max_steps=step + 2, valid_every=5, nproc=1)
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == step + 2
