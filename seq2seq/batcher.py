@@ -111,6 +111,9 @@ class Batcher:
                     if not job.future.done():  # timed out while queued: nobody waits for it
                         groups.setdefault(job.settings, []).append(job)
                 for settings, group in groups.items():
+                    group = [job for job in group if not job.future.done()]  # expired during an earlier call
+                    if not group:
+                        continue
                     sentences = [s for job in group for s in job.sentences]
                     self.calls += 1
                     try:

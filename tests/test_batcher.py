@@ -1,0 +1,62 @@
+"""The dynamic batcher on its own, with a stand-in search call (the model is not what is tested here)."""
+
+import asyncio
+import threading
+
+import pytest
+
+from seq2seq.batcher import Batcher, TimedOut
+
+
+def test_a_request_that_expired_during_an_earlier_call_is_never_computed() -> None:
+    """Two settings in one gathering run as two calls; the second request's deadline passes while
+    the first call runs, so its sentences must not be computed for nobody."""
+    release = threading.Event()
+    computed: list[list[str]] = []
+
+    def run(sentences: list[str], settings: str) -> list[str]:
+        computed.append(sentences)
+        if settings == "slow":
+            release.wait(timeout=10)
+        return [sentence.upper() for sentence in sentences]
+
+    async def scenario() -> tuple[list[str], BaseException | None]:
+        batcher = Batcher(run, max_sentences=8, max_wait_s=0.2, timeout_s=0.5)
+        await batcher.start()
+        slow = asyncio.create_task(batcher.submit(["a"], "slow"))
+        expiring = asyncio.create_task(batcher.submit(["b"], "fast"))
+        await asyncio.sleep(0.9)  # both gathered; the slow call holds the worker past the 0.5 s deadline
+        release.set()
+        results = await asyncio.gather(slow, expiring, return_exceptions=True)
+        await batcher.stop()
+        return results, batcher.calls
+
+    (slow_result, expiring_result), calls = asyncio.run(scenario())
+    assert isinstance(slow_result, TimedOut) and isinstance(expiring_result, TimedOut)
+    assert computed == [["a"]] and calls == 1
+
+
+@pytest.mark.parametrize("failing", ["first", "second"])
+def test_an_error_in_one_call_reaches_its_requests_and_the_worker_survives(failing: str) -> None:
+    def run(sentences: list[str], settings: str) -> list[str]:
+        if settings == failing:
+            raise RuntimeError("search failed")
+        return [f"{settings}:{sentence}" for sentence in sentences]
+
+    async def scenario() -> list:
+        batcher = Batcher(run, max_sentences=8, max_wait_s=0.05, timeout_s=5)
+        await batcher.start()
+        results = await asyncio.gather(batcher.submit(["x"], "first"), batcher.submit(["y", "z"], "second"),
+                                       return_exceptions=True)
+        after = await batcher.submit(["w"], "third")  # the worker is still there
+        await batcher.stop()
+        return [*results, after]
+
+    results = asyncio.run(scenario())
+    ok = {"first": ["first:x"], "second": ["second:y", "second:z"]}
+    for settings, result in zip(["first", "second"], results[:2], strict=True):
+        if settings == failing:
+            assert isinstance(result, RuntimeError)
+        else:
+            assert result == ok[settings]
+    assert results[2] == ["third:w"]
