@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make reproduce   virtual environment, `dvc pull` of the corpus, then `dvc repro` (about 30 min)
+#   make reproduce   virtual environment, `dvc pull` of the corpus and the Korean monolingual text, then `dvc repro` (about 30 min)
 #   make test        virtual environment, then the test suite (about 1 min)
 
 VENV ?= .venv
@@ -23,7 +23,7 @@ install-browser:
 	command -v chromedriver >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
 
 reproduce: install
-	$(BIN)/dvc pull data/raw.dvc
+	$(BIN)/dvc pull data/raw.dvc data/mono.dvc
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: install install-browser
