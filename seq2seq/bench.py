@@ -58,9 +58,14 @@ def training_throughput(model_config: ModelConfig, params: Params, data: Paralle
     return tokens / (time.perf_counter() - started)
 
 
+def avx2_emulated() -> bool:
+    """Whether this process runs under `device.AVX2_EMULATION`."""
+    return all(os.environ.get(name) == value for name, value in AVX2_EMULATION.items())
+
+
 def emulate_avx2() -> None:
     """Restart this command as on an AVX2 CPU (`device.AVX2_EMULATION`), unless it runs so already."""
-    if all(os.environ.get(name) == value for name, value in AVX2_EMULATION.items()):
+    if avx2_emulated():
         return
     os.execve(sys.executable, [sys.executable, "-m", "seq2seq", *sys.argv[1:]], {**os.environ, **AVX2_EMULATION})
 
@@ -69,7 +74,7 @@ def cpu_line(device: torch.device) -> str:
     """The CPU model and class, with how the class came about, for the first line of a speed report."""
     machine = machine_description(device)
     name = machine["cpu_class"]
-    emulated = " (emulated: AVX2 kernels only)" if os.environ.get("ATEN_CPU_CAPABILITY") == "avx2" else ""
+    emulated = " (emulated: AVX2 kernels only)" if avx2_emulated() else ""
     return f"CPU {machine['cpu']}, class {name}{emulated}: {CPU_CLASS_DESCRIPTIONS[name]}"
 
 

@@ -276,10 +276,9 @@ def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded
     from seq2seq.bench import emulate_avx2 as restart_emulated
     from seq2seq.config import load_params
 
-    params = load_params(params_path)
     if emulate_avx2:
-        restart_emulated()
-    for line in run(params, steps, warmup, naive, encoded_dir, tokenizer_dir, baseline_dir):
+        restart_emulated()  # before any torch work: the libraries read their limits when they start
+    for line in run(load_params(params_path), steps, warmup, naive, encoded_dir, tokenizer_dir, baseline_dir):
         click.echo(line)
 
 
