@@ -151,7 +151,14 @@ def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
     """The element-wise mean of the weights in several checkpoints of one model (Junczys-Dowmunt et
     al. 2016: the average of the last few checkpoints often translates better than any one of them)."""
     total: dict[str, torch.Tensor] = {}
+    first: dict[str, Any] = {}
     for path in paths:
-        for name, tensor in read_checkpoint(path)["weights"].items():
+        content = read_checkpoint(path)
+        model = {key: content.get(key) for key in ("model_config", "vocab_sizes", "tokenizer", "domains")}
+        first = first or model
+        differing = [key for key in model if model[key] != first[key]]
+        if differing:
+            raise UserError(f"cannot average {path} with {paths[0]}: their {differing[0]} differ (another model)")
+        for name, tensor in content["weights"].items():
             total[name] = total.get(name, 0) + tensor.double()
     return {name: (tensor / len(paths)).float() for name, tensor in total.items()}

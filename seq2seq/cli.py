@@ -236,9 +236,11 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default="plots", show_default=True,
               help="Where the pipeline's curve images are, shown on the demo page.")
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a request may wait for its translation; after that it is answered 504.")
 @PARAMS
 def serve(model_path: Path, host: str, port: int, beam_size: int | None, device: str, batching: bool,
-          plots_dir: Path, quantize: bool, params_path: Path) -> None:
+          plots_dir: Path, quantize: bool, timeout_s: float, params_path: Path) -> None:
     """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C.
 
     Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section."""
@@ -246,7 +248,8 @@ def serve(model_path: Path, host: str, port: int, beam_size: int | None, device:
     from seq2seq.serve import Limits
     from seq2seq.serve import serve as run
 
-    limits = Limits() if batching else Limits(batch_sentences=1, batch_wait_s=0.0)
+    batching_limits = {} if batching else {"batch_sentences": 1, "batch_wait_s": 0.0}
+    limits = Limits(timeout_s=timeout_s, **batching_limits)
     run(model_path, host, port, decoding_settings(params_path, beam_size=beam_size), device, limits, plots_dir,
         quantize)
 
@@ -380,14 +383,22 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
 @click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True)
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 for the benchmarked server.")
+@click.option("--overload", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Then send requests at this many times the best rate sustained, for --overload-seconds (0: no).")
+@click.option("--overload-seconds", type=click.FloatRange(min=1), default=30, show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="The server's deadline (`seq2seq serve --timeout`).")
 def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, ...], max_requests: int,
-                max_seconds: float, beam_size: int, port: int) -> None:
-    """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic batching."""
+                max_seconds: float, beam_size: int, port: int, overload: float, overload_seconds: float,
+                timeout_s: float) -> None:
+    """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic
+    batching; with --overload, how it sheds a load above what it can serve."""
     from seq2seq.bench import bench_serve as run
 
     if not sources_path.exists():
         raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
-    for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port):
+    for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port,
+                    overload, timeout_s, overload_seconds):
         click.echo(line)
 
 

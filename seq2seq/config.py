@@ -160,6 +160,8 @@ class TrainConfig:
             _require(weight >= 0, f"train.source_weights.{source}", "must be >= 0")
         grouped = [source for sources in self.domains.values() for source in sources]
         twice = sorted({source for source in grouped if grouped.count(source) > 1})
+        for group, sources in self.domains.items():
+            _require(bool(sources), f"train.domains.{group}", "an empty group: give it a source or remove it")
         _require(not twice, "train.domains", f"a source belongs to one group only: {', '.join(twice)}")
         _require(not self.domain_tags or self.default_domain in self.domains, "train.default_domain",
                  f"'{self.default_domain}' is not a group of train.domains ({', '.join(self.domains) or 'none'})")

@@ -10,6 +10,8 @@ is `source_vocab_size`), so changing the groups retrains the model but not the t
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +40,15 @@ class Domains:
         raise UserError(f"source '{source}' is in no group of train.domains; add it to one "
                         f"({', '.join(self.groups)})")
 
-    def tag_ids(self, sources: list[str]) -> np.ndarray:
-        """One tag id per sentence, given each sentence's source name."""
-        by_source = {source: self.tag_id(self.group_of(source)) for source in dict.fromkeys(sources)}
-        return np.asarray([by_source[source] for source in sources], dtype=np.int64)
+    def tag_ids(self, sources: SentenceSources) -> np.ndarray:
+        """One tag id per sentence, given each sentence's source: (sentences,) int64."""
+        return sources.per_sentence(lambda source: self.tag_id(self.group_of(source)), np.int64)
+
+    def check_trained(self, sources: SentenceSources) -> None:
+        """Refuse a default group without a training sentence: untrained tags would steer every output."""
+        if not set(self.groups[self.default]) & set(sources.names):
+            raise UserError(f"train.default_domain '{self.default}' has no training sentences (its sources: "
+                            f"{', '.join(self.groups[self.default])}); name a group whose sources are in training")
 
     def piece(self, tag_id: int) -> str:
         """How a tag is shown, e.g. in an attention heatmap: `<general>`."""
@@ -52,17 +59,39 @@ class Domains:
         return {"groups": self.groups, "default": self.default, "first_tag_id": self.first_tag_id}
 
 
-def read_source_names(path: Path) -> list[str]:
-    """The source name of each sentence of a split (`SPLIT.source`, written by the prepare stage)."""
+@dataclass(frozen=True)
+class SentenceSources:
+    """The source of each sentence of a split, as one small integer a sentence, so that a corpus of
+    millions of lines costs a few MB, not millions of Python strings: sentence i is from `names[codes[i]]`."""
+
+    names: list[str]
+    codes: np.ndarray  # (sentences,) int32
+
+    @classmethod
+    def of(cls, sources: Iterable[str]) -> SentenceSources:
+        index: dict[str, int] = {}
+        codes = array("i", (index.setdefault(source, len(index)) for source in sources))
+        return cls(list(index), np.array(codes, dtype=np.int32))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def per_sentence(self, value_of: Callable[[str], float], dtype: type) -> np.ndarray:
+        """`value_of(source)` for each sentence, computed once per source: (sentences,) `dtype`."""
+        return np.asarray([value_of(name) for name in self.names], dtype=dtype)[self.codes]
+
+
+def read_sentence_sources(path: Path) -> SentenceSources:
+    """The source of each sentence of a split (`SPLIT.source`, written by the prepare stage), read line by line."""
     if not path.exists():
         raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    return path.read_text(encoding="utf-8").splitlines()
+    with path.open(encoding="utf-8") as lines:
+        return SentenceSources.of(line.rstrip("\n") for line in lines)
 
 
-def sentence_weights(sources: list[str], source_weights: dict[str, float]) -> np.ndarray:
-    """Each sentence's sampling weight: its source's weight in `train.source_weights`, else 1."""
-    unknown = sorted(set(source_weights) - set(sources))
+def sentence_weights(sources: SentenceSources, source_weights: dict[str, float]) -> np.ndarray:
+    """Each sentence's sampling weight, its source's weight in `train.source_weights`, else 1: (sentences,) float64."""
+    unknown = sorted(set(source_weights) - set(sources.names))
     if unknown:
         raise UserError(f"train.source_weights names sources that are not in the train split: {', '.join(unknown)}")
-    by_source = {source: source_weights.get(source, 1.0) for source in dict.fromkeys(sources)}
-    return np.asarray([by_source[source] for source in sources], dtype=np.float64)
+    return sources.per_sentence(lambda source: source_weights.get(source, 1.0), np.float64)

@@ -16,6 +16,7 @@ import sacrebleu
 from tqdm import tqdm
 
 from seq2seq.config import EvaluateConfig
+from seq2seq.domains import SentenceSources
 from seq2seq.errors import UserError
 from seq2seq.files import write_json, write_text
 from seq2seq.translate import Translator
@@ -60,7 +61,7 @@ def evaluate(
     overall, signatures = score(hypotheses, references)
     per_source = score_per_source(hypotheses, references, tags)
     if translator.domains:  # a second pass, each sentence with its own source's domain tag
-        own_tags = list(translator.domains.tag_ids(tags))
+        own_tags = translator.domains.tag_ids(SentenceSources.of(tags)).tolist()
         own_hypotheses = translate_all(translator, sources, config.batch_size, "evaluate (own tags)", own_tags)
         overall["chrf_own_tag"] = score(own_hypotheses, references, ("chrf",))[0]["chrf"]
         for tag, scores in score_per_source(own_hypotheses, references, tags, ("chrf",)).items():

@@ -38,9 +38,19 @@ def check_output(path: str | Path, folder: bool = False) -> None:
         raise UserError(f"cannot write {path}: {existing} is not writable")
 
 
+def sync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk. Without it a power cut can leave a
+    renamed file empty: the rename may reach the disk before the data does."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
+    """Yield a temporary path beside `path`; on success it is flushed to the disk and renamed onto `path`."""
     path = Path(path)
     _make_parent(path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -49,7 +59,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temp.chmod(0o644)  # mkstemp makes it private; the result is an ordinary file
     try:
         yield temp
+        sync(temp)
         os.replace(temp, path)
+        sync(path.parent)
     finally:
         temp.unlink(missing_ok=True)
 
@@ -67,18 +79,23 @@ def write_json(path: str | Path, data: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside `path`; on success it replaces `path` whole."""
+    """Yield a fresh temporary directory beside `path`; on success its files are flushed to the disk
+    and it replaces `path` whole."""
     path = Path(path)
     _make_parent(path)
     temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     temp.chmod(0o755)  # mkdtemp makes it private; the stage's output is an ordinary directory
     try:
         yield temp
+        for written in [*sorted(temp.rglob("*")), temp]:
+            if written.is_dir() or written.is_file():
+                sync(written)
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             os.replace(path, old)
         os.replace(temp, path)
+        sync(path.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -126,6 +126,17 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
     return hypotheses
 
 
+def can_still_win(live_best: torch.Tensor, limits: torch.Tensor, best_finished: torch.Tensor, alpha: float
+                  ) -> torch.Tensor:
+    """Whether a sentence's live hypotheses may still beat its best ended one (-inf: none yet).
+
+    A live score (a log-probability, <= 0) only falls as tokens are added, and the GNMT penalty's
+    divisor grows with the length, so no continuation ends above live score / ((5 + limit) / 6) ** alpha.
+    live_best, limits, best_finished: (A,). Returns (A,) bool.
+    """
+    return live_best / ((5 + limits.float()) / 6) ** alpha > best_finished
+
+
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq,
@@ -138,9 +149,14 @@ def beam_search(
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
 ) -> list[Hypothesis]:
-    """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis
-    by length-normalised score among the first `beam_size` that end with EOS; at its length limit
-    (max_lengths tokens) every hypothesis still alive must end. Ids in `never_emitted` are never chosen.
+    """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis by
+    length-normalised score among all that end with EOS; at its length limit (max_lengths tokens)
+    every hypothesis still alive must end. Ids in `never_emitted` are never chosen.
+
+    A hypothesis that ends leaves the beam, which goes on with the live ones. A sentence's search
+    ends when no live hypothesis can beat its best ended one any more (`can_still_win`), which
+    gives the same result as going on to the length limit; ending after the first `beam_size`
+    ended hypotheses instead would favour short outputs, as a longer one could still overtake them.
 
     The batch holds K rows per running sentence; a sentence whose search is over leaves it. The
     attention history (B*K, t, S), copied at every step to follow the beams, is kept only when
@@ -161,6 +177,7 @@ def beam_search(
     history = torch.empty(alive.numel() * k, 0, dtype=torch.long, device=device)
     attention_history = torch.empty(alive.numel() * k, 0, source.size(1), device=device) if attention else None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(source.size(0))]
+    best_finished = torch.full((source.size(0),), float("-inf"), device=device)  # (B,) length-normalised
 
     for t in range(int(max_lengths.max()) + 1):  # the last step for EOS
         count = alive.numel()
@@ -188,9 +205,13 @@ def beam_search(
             if attention_history is not None:
                 weights_kept = attention_history[row, :, : int(lengths[sentence])].cpu()
             hypothesis = Hypothesis(output, float(scores.view(-1)[row]), weights_kept)
-            finished[sentence].append((length_normalized(hypothesis.score, len(output), length_penalty), hypothesis))
+            normalized = length_normalized(hypothesis.score, len(output), length_penalty)
+            finished[sentence].append((normalized, hypothesis))
+            best_finished[sentence] = max(float(best_finished[sentence]), normalized)
         scores = scores.masked_fill(ending.view(count, k), float("-inf"))
-        done = at_limit | torch.tensor([len(finished[s]) >= k for s in alive.tolist()], device=device)
+        live_best = scores.max(dim=1).values  # (A,)
+        limits = max_lengths.index_select(0, alive)
+        done = at_limit | ~can_still_win(live_best, limits, best_finished.index_select(0, alive), length_penalty)
         if bool(done.all()):
             break
         if bool(done.any()):

@@ -48,6 +48,8 @@ class Limits:
     max_body_bytes: int = 256 * 1024
     max_beam: int = 10
     queue_size: int = 256             # requests waiting; one more is answered 503
+    max_open_requests: int = 384      # /translate requests being read, queued or computed; one more is 503
+    max_connections: int = 1024       # open connections, idle keep-alive ones too; uvicorn answers 503 beyond
     timeout_s: float = 30.0           # a request waiting longer is answered 504
     batch_sentences: int = 64         # dynamic batching: sentences gathered into one search call
     batch_wait_s: float = 0.005       # dynamic batching: how long the first request waits for others
@@ -173,7 +175,13 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         batcher = Batcher(lambda sentences, settings: run_translations(translator, sentences, settings),
                           limits.batch_sentences, limits.batch_wait_s, limits.queue_size, limits.timeout_s)
 
+    open_requests = 0  # touched on the event loop only
+
     async def translate(request: Request) -> Response:
+        nonlocal open_requests
+        if open_requests >= limits.max_open_requests:  # bounds the bodies held in memory, read or being read
+            return _error(503, "the server is busy (too many requests open): retry shortly")
+        open_requests += 1
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
                                              limits, info["domains"])
@@ -184,6 +192,8 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(503, "the server is busy (its queue is full): retry shortly")
         except TimedOut:
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
+        finally:
+            open_requests -= 1
         # Rendered on a worker thread: with attention, the body can run to megabytes.
         return await run_in_threadpool(JSONResponse, {"translations": translations, "beam": parsed.beam})
 
@@ -254,4 +264,4 @@ def serve(model_path: Path, host: str, port: int, decoding: EvaluateConfig, devi
     app = create_app(translator, model_path, limits, plots_dir)
     print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
-                timeout_graceful_shutdown=int(limits.timeout_s) + 5)
+                timeout_graceful_shutdown=int(limits.timeout_s) + 5, limit_concurrency=limits.max_connections)

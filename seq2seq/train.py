@@ -36,7 +36,7 @@ from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, s
 from seq2seq.config import Params, TrainConfig
 from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
 from seq2seq.device import CPU_CLASS_DESCRIPTIONS, autocast, cpu_class, machine_description, memory_mib, pick_device
-from seq2seq.domains import Domains, read_source_names, sentence_weights
+from seq2seq.domains import Domains, read_sentence_sources, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -96,12 +96,16 @@ def step_starts(batches_done: int, batch_count: int, world_size: int) -> range:
     return range(batches_done, batches_done + steps * world_size, world_size)
 
 
+FINGERPRINT_CHUNK = 1 << 22  # array elements hashed at a time
+
+
 def batch_fingerprint(config: TrainConfig, train_data: ParallelData, weights: np.ndarray | None) -> dict[str, str]:
     """What decides each epoch's batch list and what its batches hold, as plain strings: a resumed run
     must find the same, or its saved position (`batches_done`) would point into another list."""
     data = hashlib.sha256()
     for array in (train_data.source.offsets, train_data.target.offsets, train_data.source.ids, train_data.target.ids):
-        data.update(np.ascontiguousarray(array).tobytes())
+        for start in range(0, len(array), FINGERPRINT_CHUNK):  # memory-mapped: never all in memory at once
+            data.update(np.ascontiguousarray(array[start : start + FINGERPRINT_CHUNK]).tobytes())
     return {
         "train.batch_tokens": str(config.batch_tokens),
         "train.max_length": str(config.max_length),
@@ -185,7 +189,7 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
     model.eval()
     count = min(config.valid_sentences, len(valid))
     loss_sum, tokens = 0.0, 0
-    with torch.no_grad(), autocast(device, config.bf16):
+    with torch.no_grad():  # float32, as evaluate and translate decode: the valid score is the one they would see
         for start in range(0, count, 64):
             batch = collate(valid, np.arange(start, min(start + 64, count))).to(device)
             loss_sum += float(model(batch.source, batch.source_lengths, batch.target_input, batch.target_output))
@@ -407,7 +411,10 @@ class Trainer:
             self.reporter.write(steps_line)
 
     def _resume(self) -> Progress:
-        return _restore(self.last_path, self.model, self.optimizer, self.world, self.fingerprint)
+        progress = _restore(self.last_path, self.model, self.optimizer, self.world, self.fingerprint)
+        # best.pt may hold an average that beat the best single model last.pt knows of; keep it unless beaten.
+        progress.best_chrf = max(progress.best_chrf, recorded_valid_chrf(self.best_path))
+        return progress
 
     def _start_afresh(self) -> Progress:
         if self.world.is_main:  # a stale last.pt must not be resumed later, nor old snapshots averaged in
@@ -418,7 +425,8 @@ class Trainer:
     def run(self) -> Progress:
         """Train, then average the kept snapshots; Ctrl-C or SIGTERM saves last.pt and re-raises."""
         self.model.train()
-        self.started = time.perf_counter() - self.progress.seconds
+        self.run_started = time.perf_counter()
+        self.started = self.run_started - self.progress.seconds  # of the whole training, resumed parts included
         try:
             with StopSignal() as stop:
                 self._train_epochs(stop)
@@ -469,7 +477,7 @@ class Trainer:
     def _validate_if_due(self) -> bool:
         """Validate every `valid_every` steps and at the last step; True when training is to stop."""
         config = self.config
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.run_started  # a resumed run gets max_minutes of its own
         time_up = config.max_minutes > 0 and self.world.any(elapsed >= config.max_minutes * 60)
         last_step = self.progress.step >= config.max_steps or time_up
         if self.progress.step % config.valid_every == 0 or last_step:
@@ -531,7 +539,7 @@ def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer
     the `Domains` (None without tags) and each train sentence's sampling weight (None: all 1)."""
     if not config.domain_tags and not config.source_weights:
         return None, None
-    sources = read_source_names(paths.prepared_dir / "train.source")
+    sources = read_sentence_sources(paths.prepared_dir / "train.source")
     if len(sources) != len(train_data):
         raise UserError(f"{paths.prepared_dir}/train.source has {len(sources)} lines for {len(train_data)} "
                         "encoded pairs; rerun the pipeline (`dvc repro`)")
@@ -539,6 +547,7 @@ def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer
     if not config.domain_tags:
         return None, weights
     domains = Domains(config.domains, config.default_domain, first_tag_id=tokenizer.source.get_piece_size())
+    domains.check_trained(sources)
     train_data.tags = domains.tag_ids(sources)
     valid_data.tags = np.full(len(valid_data), domains.tag_id(domains.default), dtype=np.int64)
     return domains, weights
@@ -547,28 +556,40 @@ def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer
 SNAPSHOT_PATTERN = "step-*.pt"
 
 
+def snapshots(model_dir: Path) -> list[Path]:
+    """The kept `step-NNNNNN.pt` snapshots, oldest first (by step: step-1000000 comes after step-999999)."""
+    return sorted(model_dir.glob(SNAPSHOT_PATTERN), key=lambda path: int(path.stem.removeprefix("step-")))
+
+
 def keep_snapshot(model_dir: Path, step: int, keep: int, save: Callable[[Path], None]) -> None:
     """Save this validation's weights as `step-NNNNNN.pt` and delete all but the last `keep` of them."""
     save(model_dir / f"step-{step:06d}.pt")
-    for old in sorted(model_dir.glob(SNAPSHOT_PATTERN))[:-keep]:
+    for old in snapshots(model_dir)[:-keep]:
         old.unlink()
+
+
+def recorded_valid_chrf(best_path: Path) -> float:
+    """The valid chrF that `best_path` records of itself; -1 when there is no best model yet."""
+    if not best_path.exists():
+        return -1.0
+    return float((read_checkpoint(best_path).get("summary") or {}).get("valid_chrf", -1.0))
 
 
 def _try_average(model_dir: Path, model: Seq2Seq, progress: Progress, save: Callable[..., None],
                  validate_model: Callable[[], dict[str, float]], reporter: Reporter) -> None:
     """Validate the average of the kept snapshots; it becomes best.pt if it beats the best single one."""
-    snapshots = sorted(model_dir.glob(SNAPSHOT_PATTERN))
-    if len(snapshots) < 2:
+    kept = snapshots(model_dir)
+    if len(kept) < 2:
         return
     trained_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    model.load_state_dict(average_weights(snapshots))
+    model.load_state_dict(average_weights(kept))
     scores = validate_model()
     reporter.live.summary["averaged_valid_chrf"] = scores["chrf"]
-    reporter.write(f"average of {len(snapshots)} snapshots: valid chrF {scores['chrf']:.1f} "
+    reporter.write(f"average of {len(kept)} snapshots: valid chrF {scores['chrf']:.1f} "
                    f"(best single: {progress.best_chrf:.1f})")
     if scores["chrf"] > progress.best_chrf:
         save(model_dir / "best.pt", summary={"step": progress.step, "valid_chrf": scores["chrf"],
-                                             "averaged_snapshots": len(snapshots)})
+                                             "averaged_snapshots": len(kept)})
         progress.best_chrf = scores["chrf"]
         reporter.live.summary["best_valid_chrf"] = scores["chrf"]
     model.load_state_dict(trained_weights)

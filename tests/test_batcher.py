@@ -60,3 +60,25 @@ def test_an_error_in_one_call_reaches_its_requests_and_the_worker_survives(faili
         else:
             assert result == ok[settings]
     assert results[2] == ["third:w"]
+
+
+def test_a_gathering_with_mixed_settings_gives_each_request_its_own_slice() -> None:
+    """Requests of one setting share a call; each gets back exactly its own sentences' results, in order."""
+    calls: list[tuple[str, list[str]]] = []
+
+    def run(sentences: list[str], settings: str) -> list[str]:
+        calls.append((settings, sentences))
+        return [f"{settings}:{sentence}" for sentence in sentences]
+
+    requests = [(["a1", "a2"], "A"), (["b1"], "B"), (["a3"], "A"), (["b2", "b3", "b4"], "B"), (["a4"], "A")]
+
+    async def scenario() -> list[list[str]]:
+        batcher = Batcher(run, max_sentences=16, max_wait_s=0.2, timeout_s=5)
+        await batcher.start()
+        results = await asyncio.gather(*(batcher.submit(sentences, settings) for sentences, settings in requests))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results == [[f"{settings}:{sentence}" for sentence in sentences] for sentences, settings in requests]
+    assert sorted(calls) == [("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4"])]

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import pickle
 import random
@@ -107,3 +108,16 @@ def test_averaging_averages_the_weights(tiny_workdir: Path, tmp_path: Path) -> N
     averaged = average_weights([tmp_path / "a.pt", tmp_path / "b.pt"])
     for name, tensor in original.items():
         assert torch.allclose(averaged[name], tensor + 2.0), name
+
+
+def test_averaging_refuses_snapshots_of_another_model(tiny_workdir: Path, tmp_path: Path) -> None:
+    from seq2seq.checkpoint import average_weights
+    from seq2seq.model import Seq2Seq
+
+    model, tokenizer, _ = load_model(tiny_workdir / "models/model/best.pt")
+    save_checkpoint(tmp_path / "a.pt", model, tokenizer, max_source_length=100)
+    other = Seq2Seq(dataclasses.replace(model.config, dropout=0.5), model.source_vocab_size, model.target_vocab_size)
+    other.load_state_dict(model.state_dict())  # same weights and shapes, other settings
+    save_checkpoint(tmp_path / "b.pt", other, tokenizer, max_source_length=100)
+    with pytest.raises(UserError, match=r"cannot average .*b\.pt with .*a\.pt: their model_config differ"):
+        average_weights([tmp_path / "a.pt", tmp_path / "b.pt"])

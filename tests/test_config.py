@@ -70,6 +70,8 @@ def test_domain_settings_are_checked() -> None:
         parse_params({"train": {"domains": {"general": ["news"], "other": ["news"]}}})
     with pytest.raises(ConfigError, match="train.default_domain: 'general' is not a group"):
         parse_params({"train": {"domain_tags": True, "domains": {"technical": ["docs"]}}})
+    with pytest.raises(ConfigError, match="train.domains.other: an empty group"):
+        parse_params({"train": {"domains": {"general": ["news"], "other": []}}})
     assert parse_params({"train": {"source_weights": {"bible": 1}}}).train.source_weights == {"bible": 1.0}
 
 

@@ -21,11 +21,16 @@ VOCAB = 7  # ids 0-3 are specials: outputs are sequences over {UNK, 4, 5, 6} end
 OUTPUT_ALPHABET = [UNK_ID, 4, 5, 6]  # PAD and BOS are never emitted
 
 
-def random_model(seed: int, cell: str = "gru") -> Seq2Seq:
+def random_model(seed: int, cell: str = "gru", **settings: object) -> Seq2Seq:
     torch.manual_seed(seed)
     config = parse_params({"model": {"embedding_size": 8, "encoder_hidden_size": 8, "decoder_hidden_size": 8,
-                                     "dropout": 0.0, "cell": cell}}).model
+                                     "dropout": 0.0, "cell": cell, **settings}}).model
     return Seq2Seq(config, VOCAB, VOCAB).eval()
+
+
+# Bahdanau's additive attention and input feeding (the attentional vector fed to the next step)
+# take other paths through the decoder's step than the default.
+DECODERS = [{}, {"attention": "bahdanau"}, {"input_feeding": True}, {"attention": "bahdanau", "input_feeding": True}]
 
 
 def sources() -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +60,11 @@ def test_beam_size_one_is_greedy(seed: int, cell: str) -> None:
 
 
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-@pytest.mark.parametrize(("seed", "cell"), [(0, "gru"), (4, "gru"), (1, "lstm"), (3, "lstm")])
-def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, length_penalty: float) -> None:
+@pytest.mark.parametrize(("seed", "cell", "decoder"), [(0, "gru", {}), (4, "gru", {}), (1, "lstm", {}), (3, "lstm", {}),
+                                                       *((5 + i, "gru", d) for i, d in enumerate(DECODERS[1:])),
+                                                       (9, "lstm", DECODERS[3])])
+def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, decoder: dict, length_penalty: float
+                                                  ) -> None:
     """A beam wider than the search space makes beam search exhaustive: compare with brute force.
 
     With a limit of 3 tokens, the candidates are every sequence of at most 3 tokens followed by EOS
@@ -64,7 +72,7 @@ def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, length_p
     length-normalised score. The models are sharpened and EOS made less likely, so that the winners
     have every length from 0 to the limit across these cases.
     """
-    model = random_model(seed, cell)
+    model = random_model(seed, cell, **decoder)
     with torch.no_grad():
         model.decoder.output.weight.mul_(4.0)
         model.decoder.output.bias[EOS_ID] -= 3.0
@@ -79,6 +87,50 @@ def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, length_p
         best = max(scores, key=lambda c: length_normalized(scores[c], len(c), length_penalty))
         assert hypothesis.tokens == list(best)
         assert hypothesis.score == pytest.approx(scores[best], abs=1e-4)
+
+
+def plain_beam_search(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor, limit: int, beam_size: int,
+                      alpha: float) -> tuple[list[int], float]:
+    """Beam search for one sentence as the textbook runs it, to the length limit whatever has ended:
+    at each step the `beam_size` best of all one-token continuations (EOS included, scored by
+    teacher forcing); those that end leave the beam. The best ended one, by normalised score."""
+    live: list[tuple[list[int], float]] = [([], 0.0)]
+    ended: list[tuple[list[int], float]] = []
+    with torch.no_grad():
+        memory, state = model.encode(source, length)
+        for t in range(limit + 1):
+            candidates = []
+            for tokens, score in live:
+                attentional, _ = model.decoder(torch.tensor([[BOS_ID, *tokens]]), memory, state)
+                log_probs = torch.log_softmax(model.decoder.logits(attentional)[0, -1], dim=-1)
+                for token in [EOS_ID] if t >= limit else [*OUTPUT_ALPHABET, EOS_ID]:
+                    candidates.append(([*tokens, token], score + float(log_probs[token])))
+            best = sorted(candidates, key=lambda candidate: candidate[1], reverse=True)[:beam_size]
+            ended += [(tokens[:-1], score) for tokens, score in best if tokens[-1] == EOS_ID]
+            live = [(tokens, score) for tokens, score in best if tokens[-1] != EOS_ID]
+    return max(ended, key=lambda option: length_normalized(option[1], len(option[0]), alpha))
+
+
+@pytest.mark.parametrize("length_penalty", [0.6, 1.7])
+@pytest.mark.parametrize("beam_size", [2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_narrow_beam_stops_only_when_no_live_hypothesis_can_win(seed: int, beam_size: int, length_penalty: float
+                                                                ) -> None:
+    """With a beam narrower than the search space and a length penalty, the search may end early
+    only where going on to the length limit could not change its result: compared with a plain
+    beam search that always goes on. Outputs of every length up to the limit come out across these cases."""
+    model = random_model(seed)
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(3.0)
+        model.decoder.output.bias[EOS_ID] += 1.0  # ends come early and compete with longer outputs
+    source, lengths = sources()
+    limits = torch.full_like(lengths, 6)
+    beam = beam_search(model, source, lengths, limits, beam_size, length_penalty, no_repeat_ngram_size=0)
+    for row, hypothesis in enumerate(beam):
+        src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
+        tokens, score = plain_beam_search(model, src, length, 6, beam_size, length_penalty)
+        assert hypothesis.tokens == tokens
+        assert hypothesis.score == pytest.approx(score, abs=1e-4)
 
 
 def test_an_output_cut_at_its_limit_pays_for_its_eos() -> None:
@@ -125,8 +177,10 @@ def test_beam_score_matches_rescoring_and_beats_greedy() -> None:
 
 
 @pytest.mark.parametrize(("beam_size", "length_penalty", "ngram"), [(2, 1.0, 0), (4, 1.7, 2), (5, 0.6, 3)])
-def test_batched_beam_search_equals_one_sentence_at_a_time(beam_size: int, length_penalty: float, ngram: int) -> None:
-    model = random_model(10)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_batched_beam_search_equals_one_sentence_at_a_time(beam_size: int, length_penalty: float, ngram: int,
+                                                           decoder: dict) -> None:
+    model = random_model(10, **decoder)
     sentences = [[4, 5, 6, 4, 5, 6, 4], [6], [5, 5, 4], [4, 6], [6, 5, 4, 4, 5]]
     batched = search(model, *padded(sentences), beam_size, length_penalty, no_repeat_ngram_size=ngram)
     for sentence, hypothesis in zip(sentences, batched, strict=True):

@@ -239,3 +239,45 @@ def test_domain_field_picks_the_tag_of_a_tagged_model(tagged_workdir: Path) -> N
         unknown = http.post("/translate", json={"text": sentence, "domain": "legal"})
         assert unknown.status_code == 422 and unknown.json()["field"] == "domain"
         assert "general, other" in unknown.json()["error"]
+
+
+def test_more_open_requests_than_the_limit_are_503_before_their_body_is_read(translator: Translator,
+                                                                               model_path: Path) -> None:
+    """Requests being read, queued or computed are bounded (so are the bodies held in memory): one
+    more is refused at once with the JSON 503, and the server serves again when they are answered."""
+    gate = Gate(translator)
+    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=16, timeout_s=30)
+    limits = Limits(max_open_requests=2)
+    with running_server(create_app(translator, model_path, limits, batcher=batcher)) as url, \
+            ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(httpx.post, f"{url}/translate", json={"text": text}, timeout=30)
+                for text in ("I ate bread today.", "We read a book.")]
+        assert gate.started.wait(timeout=10)
+        _wait_until(lambda: batcher.queue.qsize() == 1)
+        refused = httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30)
+        assert refused.status_code == 503 and "too many requests open" in refused.json()["error"]
+        gate.released.set()
+        assert [future.result().status_code for future in held] == [200, 200]
+        assert httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30).status_code == 200
+
+
+def test_bench_serve_reports_how_an_overload_is_answered(model_path: Path) -> None:
+    """The load test runs a real server process; at 4x what it sustained (a rate the tiny model may
+    still keep up with) every request is answered, refused (503) or given up (504), and the answered
+    ones within the deadline."""
+    import socket
+
+    from seq2seq.bench import bench_serve
+
+    sources = model_path.parents[2] / "data/prepared/test.en"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=3, beam_size=2, port=port,
+                             overload=4, timeout_s=0.5, overload_seconds=3))
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| on") or line.startswith("| off")]
+    assert [row[0].strip() for row in rows] == ["on", "off"] and all(int(row[3]) == 0 for row in rows)
+    answered, refused, gave_up, other = (float(cell.strip("% ")) for cell in lines[-1].split("|")[1:5])
+    assert other == 0 and answered + refused + gave_up == pytest.approx(100, abs=2)
+    assert answered > 0
+    assert float(lines[-1].split("|")[7]) < 1000 * (0.5 + 1.0)  # answered within the deadline (and the search)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.checkpoint import load_model, read_checkpoint
+from seq2seq.checkpoint import average_weights, load_model, read_checkpoint
 from seq2seq.config import ConfigError, parse_params
-from seq2seq.device import AVX2_EMULATION, memory_mib
+from seq2seq.device import AVX2_EMULATION
 from seq2seq.errors import UserError
 from seq2seq.train import learning_rate, step_starts, train
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
@@ -37,10 +37,18 @@ def test_metrics_record_the_machine(tiny_workdir: Path) -> None:
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
-def test_metrics_record_the_peak_memory(tiny_workdir: Path) -> None:
-    """The tiny run trained inside this test process: its recorded peak is at most this process's peak now."""
-    recorded = json.loads((tiny_workdir / "dvclive/metrics.json").read_text())["peak_memory_mib"]
-    assert 50 < recorded <= memory_mib()[1] + 1
+def test_metrics_record_the_peak_memory(tiny_workdir: Path, tmp_path: Path) -> None:
+    """The recorded peak is the training process's own: a process that only trains reads its peak
+    after training, and finds the recorded one a little below it (dvclive's last writes come after)."""
+    copy_data(tiny_workdir, tmp_path)
+    write_tiny_params(tmp_path, max_steps=6, valid_every=3)
+    code = ("from seq2seq.config import load_params; from seq2seq.device import memory_mib; "
+            "from seq2seq.train import train; train(load_params()); print(memory_mib()[1])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    peak = float(result.stdout.split()[-1])
+    recorded = json.loads((tmp_path / "dvclive/metrics.json").read_text())["peak_memory_mib"]
+    assert 0.85 * peak < recorded <= peak + 1
 
 
 def test_learning_rate_schedule() -> None:
@@ -162,7 +170,16 @@ def test_domain_tags_reach_the_encoder_and_snapshots_are_averaged(tagged_workdir
     assert model.source_vocab_size == tokenizer.source.get_piece_size() + 2  # one embedding row per tag
     metrics = json.loads((tagged_workdir / "dvclive/metrics.json").read_text())
     assert metrics["best_valid_chrf"] > 50
-    assert "averaged_valid_chrf" in metrics
+    kept = sorted((tagged_workdir / "models/model").glob("step-*.pt"))
+    averaged = average_weights(kept)
+    if metrics["averaged_valid_chrf"] > max(h["chrf"] for h in read_checkpoint(
+            tagged_workdir / "models/model/last.pt")["training_state"]["progress"]["history"]):
+        assert content["summary"] == {"step": 100, "valid_chrf": metrics["averaged_valid_chrf"],
+                                      "averaged_snapshots": 2}
+        assert all(torch.equal(averaged[name], tensor) for name, tensor in content["weights"].items())
+    else:  # the best single model stayed
+        assert content["summary"]["valid_chrf"] == metrics["best_valid_chrf"] >= metrics["averaged_valid_chrf"]
+        assert not all(torch.equal(averaged[name], tensor) for name, tensor in content["weights"].items())
     assert sorted(p.name for p in (tagged_workdir / "models/model").glob("step-*.pt")) == \
         ["step-000050.pt", "step-000100.pt"]  # the last two validations
     valid_log = (tagged_workdir / "dvclive/plots/metrics/valid/length_ratio.tsv").read_text().splitlines()
@@ -228,3 +245,89 @@ def test_a_fresh_run_does_not_average_an_earlier_run_snapshots(tiny_workdir: Pat
     train(tiny_params(train={"max_steps": 2, "valid_every": 1, "average_checkpoints": 2}), tiny_paths(tmp_path))
     assert sorted(p.name for p in (tmp_path / "models/model").glob("step-*.pt")) == ["step-000001.pt",
                                                                                     "step-000002.pt"]
+
+
+def rewrite_checkpoint(path: Path, change) -> None:
+    """Load `path`'s plain content, let `change` edit it, and write it back."""
+    content = torch.load(path, weights_only=True)
+    change(content)
+    torch.save(content, path)
+
+
+def test_resume_keeps_a_best_pt_better_than_any_single_model(tiny_workdir: Path, tmp_path: Path) -> None:
+    """An average that became best.pt is only beaten by a better validation, even though last.pt
+    recorded the best single score (here made worse than any, so that any validation would win it)."""
+    copy_data(tiny_workdir, tmp_path)
+    train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
+    best, last = tmp_path / "models/model/best.pt", tmp_path / "models/model/last.pt"
+    rewrite_checkpoint(best, lambda content: content["summary"].update(valid_chrf=99.0, averaged_snapshots=2))
+    rewrite_checkpoint(last, lambda content: content["training_state"]["progress"].update(best_chrf=-1.0))
+    before = best.read_bytes()
+    progress = train(tiny_params(train={"max_steps": 6, "valid_every": 3}), tiny_paths(tmp_path), resume=True)
+    assert progress.history[-1]["step"] == 6 and progress.history[-1]["chrf"] < 99.0
+    assert best.read_bytes() == before and progress.best_chrf == 99.0
+
+
+def test_snapshots_are_kept_by_step_not_by_name(tmp_path: Path) -> None:
+    from seq2seq.train import keep_snapshot
+
+    for step in (998_000, 999_999):
+        (tmp_path / f"step-{step:06d}.pt").touch()
+    keep_snapshot(tmp_path, 1_000_000, 2, lambda path: path.touch())
+    assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == ["step-1000000.pt", "step-999999.pt"]
+
+
+def test_max_minutes_counts_from_the_resume(tiny_workdir: Path, tmp_path: Path) -> None:
+    """A resumed run gets train.max_minutes of its own, whatever the earlier runs took."""
+    copy_data(tiny_workdir, tmp_path)
+    train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
+    last = tmp_path / "models/model/last.pt"
+    rewrite_checkpoint(last, lambda content: content["training_state"]["progress"].update(seconds=10_000.0))
+    progress = train(tiny_params(train={"max_steps": 6, "valid_every": 50, "max_minutes": 5}), tiny_paths(tmp_path),
+                     resume=True)
+    assert progress.step == 6
+    assert progress.history[-1]["minutes"] > 10_000 / 60  # the reported minutes are of the whole training
+
+
+def test_a_default_domain_without_training_sentences_stops_training(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    domains = {"domain_tags": True, "default_domain": "general",
+               "domains": {"general": ["toy-valid"], "other": ["toy-a", "toy-b"]}}
+    with pytest.raises(UserError, match="train.default_domain 'general' has no training sentences"):
+        train(tiny_params(train=domains), tiny_paths(tmp_path))
+
+
+def test_validation_decodes_in_float32_as_evaluate_does(tiny_workdir: Path) -> None:
+    """bf16 autocast is for training steps only: the valid score is that of the model evaluate runs."""
+    from seq2seq.data import ParallelData
+    from seq2seq.tokenizer import load_tokenizer
+    from seq2seq.train import validate
+
+    model, _, _ = load_model(tiny_workdir / "models/model/best.pt")
+    valid = ParallelData.open(tiny_workdir / "data/encoded", "valid")
+    references = (tiny_workdir / "data/prepared/valid.ko").read_text(encoding="utf-8").splitlines()
+    tokenizer = load_tokenizer(tiny_workdir / "models/tokenizer")
+    scores = [validate(model, valid, references, tokenizer, tiny_params(train={"bf16": bf16}).train,
+                       torch.device("cpu")) for bf16 in (True, False)]
+    assert scores[0] == scores[1]
+
+
+def test_the_batch_fingerprint_hashes_the_corpus_in_chunks(tiny_workdir: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """Chunks of a memory-mapped corpus, not a copy of it; the same digest as hashing it whole, so
+    the last.pt files of earlier versions still resume."""
+    import hashlib
+
+    import numpy as np
+
+    from seq2seq import train as train_module
+    from seq2seq.data import ParallelData
+
+    data = ParallelData.open(tiny_workdir / "data/encoded", "train")
+    config = tiny_params().train
+    whole = train_module.batch_fingerprint(config, data, None)
+    monkeypatch.setattr(train_module, "FINGERPRINT_CHUNK", 7)
+    assert train_module.batch_fingerprint(config, data, None) == whole
+    digest = hashlib.sha256(b"".join(np.asarray(array).tobytes() for array in (
+        data.source.offsets, data.target.offsets, data.source.ids, data.target.ids))).hexdigest()
+    assert whole["encoded train data (data/encoded)"].endswith(digest)
