@@ -144,22 +144,26 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
               show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.EVALUATE_METRICS,
-              show_default=True)
+              show_default=True, help="The headline scores (what `dvc metrics show` prints).")
+@click.option("--details", "details_path", type=click.Path(path_type=Path), default=paths.EVALUATE_DETAILS,
+              show_default=True, help="Every score, per source too, with sacrebleu's signatures and the speed.")
+@click.option("--train-summary", type=click.Path(path_type=Path), default=paths.TRAIN_SUMMARY, show_default=True,
+              help="The training run's summary, whose valid chrF, steps and minutes join the headline.")
 @click.option("--hypotheses", "hypotheses_path", type=click.Path(path_type=Path), default=paths.HYPOTHESES,
               show_default=True)
 @click.option("--samples", "samples_path", type=click.Path(path_type=Path), default=paths.SAMPLES,
               show_default=True)
 def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: str, metrics_path: Path,
-             hypotheses_path: Path, samples_path: Path) -> None:
+             details_path: Path, train_summary: Path, hypotheses_path: Path, samples_path: Path) -> None:
     """Translate the test split and score it (chrF, BLEU) with sacrebleu."""
     from seq2seq.config import load_params
     from seq2seq.evaluate import evaluate as run
     from seq2seq.files import check_output
 
-    outputs = metrics_path, hypotheses_path, samples_path
+    outputs = metrics_path, details_path, hypotheses_path, samples_path
     for output in outputs:
         check_output(output)
-    metrics = run(model_path, prepared_dir, *outputs, load_params(params_path).evaluate, device)
+    metrics = run(model_path, prepared_dir, *outputs, load_params(params_path).evaluate, device, train_summary)
     click.echo(f"test: {metrics['test']} ({metrics['sentences_per_second']} sentences/s)")
 
 

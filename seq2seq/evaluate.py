@@ -2,11 +2,14 @@
 
 Scores: chrF, BLEU with sacrebleu's default tokenizer (13a) and BLEU with `ko-mecab` (morpheme
 tokenisation, the usual choice for Korean), overall and per source, each with its signature.
-Writes the metrics JSON, the hypotheses (one per test line) and a Markdown table of samples.
+Writes the headline (test chrF and BLEU, and the valid chrF, steps and minutes of the training
+run that made the model: what `dvc metrics show` prints), the details (every score per source,
+signatures, speed), the hypotheses (one per test line) and a Markdown table of samples.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import defaultdict
@@ -43,12 +46,15 @@ def evaluate(
     model_path: Path,
     prepared_dir: Path,
     metrics_path: Path,
+    details_path: Path,
     hypotheses_path: Path,
     samples_path: Path,
     config: EvaluateConfig,
     device: str = "cpu",
+    train_summary: Path | None = None,
 ) -> dict:
-    """Run the stage; returns the metrics it writes."""
+    """Run the stage; returns the details it writes (the headline is `headline` of them and of
+    `train_summary`, the training run's dvclive/metrics.json)."""
     sources, references, tags = (_read_lines(prepared_dir / f"test.{kind}") for kind in ("en", "ko", "source"))
     if not len(sources) == len(references) == len(tags):
         raise UserError(f"{prepared_dir}/test.{{en,ko,source}} have {len(sources)}, {len(references)} and "
@@ -76,8 +82,20 @@ def evaluate(
     }
     write_text(hypotheses_path, "".join(h + "\n" for h in hypotheses))
     write_text(samples_path, samples_table(sources, references, hypotheses, tags, config.samples))
-    write_json(metrics_path, metrics)
+    write_json(details_path, metrics)
+    training = json.loads(train_summary.read_text(encoding="utf-8")) if train_summary and train_summary.exists() else {}
+    write_json(metrics_path, headline(metrics, training))
     return metrics
+
+
+def headline(metrics: dict, training: dict) -> dict:
+    """The few figures that fit a terminal's width in `dvc metrics show`: test chrF and BLEU (and chrF
+    with each sentence's own domain tag), and from the training summary (dvclive/metrics.json, when
+    there is one) the best valid chrF, the steps and the minutes."""
+    test = {name: metrics["test"][name] for name in ("chrf", "bleu", "chrf_own_tag") if name in metrics["test"]}
+    summary = {"valid_chrf": training.get("best_valid_chrf"), "steps": training.get("step"),
+               "train_minutes": training.get("minutes")}
+    return {"test": test, **{name: round(value, 2) for name, value in summary.items() if value is not None}}
 
 
 def translate_all(translator: Translator, sources: list[str], batch_size: int, description: str,

@@ -38,7 +38,7 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def draw_plots(valid_dir: Path = VALID_DIR, evaluate_metrics: Path = paths.EVALUATE_METRICS,
+def draw_plots(valid_dir: Path = VALID_DIR, evaluate_metrics: Path = paths.EVALUATE_DETAILS,
                out_dir: Path = PLOTS_DIR) -> list[Path]:
     """Write valid_chrf.png and valid_loss.png (against steps and minutes) and test_chrf_by_source.png."""
     import matplotlib

@@ -352,7 +352,8 @@ class Reporter:
         self.live.step = progress.step
         for name, value in {**scores, "minutes": minutes, "target_tokens": progress.target_tokens}.items():
             self.live.log_metric(f"valid/{name}", value)
-        self.live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step})
+        self.live.summary.update({"best_valid_chrf": progress.best_chrf, "best_step": progress.best_step,
+                                  "minutes": round(minutes, 2)})
         self.live.next_step()
         self.write(f"step {progress.step}: valid loss {scores['loss']:.3f} ppl {scores['perplexity']:.1f} "
                    f"chrF {scores['chrf']:.1f} ({minutes:.1f} min)")

@@ -45,8 +45,12 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     assert set(stages) == {"prepare", "tokenizer", "encode", "train", "evaluate", "plots"}
 
     assert "up to date" in dvc("status", cwd=tmp_path).stdout
-    shown = dvc("metrics", "show", "--json", cwd=tmp_path).stdout
-    assert "bleu_ko_mecab" in shown and "best_valid_chrf" in shown
+    shown = dvc("metrics", "show", cwd=tmp_path).stdout.splitlines()
+    assert shown[0].split() == ["Path", "steps", "test.bleu", "test.chrf", "train_minutes", "valid_chrf"]
+    assert len(shown) == 2 and max(map(len, shown)) <= 120  # one headline row that fits a terminal
+    details = dvc("metrics", "show", "--json", "metrics/evaluate_details.json", cwd=tmp_path).stdout
+    assert "bleu_ko_mecab" in details and "toy-a" in details  # every score, per source too
+    assert "best_valid_chrf" in dvc("metrics", "show", "dvclive/metrics.json", cwd=tmp_path).stdout
 
     # A changed param reruns its stage and what follows, nothing before it.
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
