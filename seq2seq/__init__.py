@@ -11,3 +11,14 @@ import os
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 __version__ = "0.1.0"
+__all__ = ["Translator"]
+
+
+def __getattr__(name: str):
+    """`from seq2seq import Translator` (the Python API), imported on first use: the CLI starts
+    without loading torch."""
+    if name == "Translator":
+        from seq2seq.translate import Translator
+
+        return Translator
+    raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")

@@ -496,7 +496,8 @@ def bench_decode(model_path: Path, prepared_dir: Path, split: str, limit: int, b
     sources, references = ((prepared_dir / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:limit]
                            for lang in ("en", "ko"))
     yield f"{len(sources)} sentences of {prepared_dir}/{split}, model {model_path}"
-    translator = Translator(model_path, batch_size=config.batch_size, max_output_ratio=config.max_output_ratio)
+    translator = Translator(model_path, batch_size=config.batch_size, max_output_ratio=config.max_output_ratio,
+                            split_sentences=False)  # line by line, as validation and evaluate score
     for beam_size, length_penalty, ngram_size in itertools.product(beam_sizes, length_penalties, ngram_sizes):
         if beam_size == 1 and length_penalty != length_penalties[0]:
             continue

@@ -193,10 +193,14 @@ def plots() -> None:
 @click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0),
               help="Never repeat an n-gram of this many pieces (0: allow).")
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
+@click.option("--split/--no-split", "split_sentences", default=True, show_default=True,
+              help="Split each text into sentences, translate them, and join the translations.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
-              domain: str | None, quantize: bool, params_path: Path, **decoding: int | float | None) -> None:
-    """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one per line).
+              domain: str | None, quantize: bool, split_sentences: bool, params_path: Path,
+              **decoding: int | float | None) -> None:
+    """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
+    line, each translated as soon as it has come; a line of several sentences gives one line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
     file exists; else the built-in defaults).
@@ -205,16 +209,13 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
-    from seq2seq.config import decoding_settings
     from seq2seq.files import check_output
     from seq2seq.translate import Translator, decode_lines, plot_attention
 
     if attention_png:
         check_output(attention_png)
-    settings = decoding_settings(params_path, **decoding)
-    translator = Translator(model_path, settings.beam_size, settings.length_penalty, settings.max_output_ratio,
-                            settings.batch_size, device, domain=domain,
-                            no_repeat_ngram_size=settings.no_repeat_ngram_size, quantize=quantize)
+    translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
+                            split_sentences=split_sentences, params_path=params_path, **decoding)
     if not sentences or sentences == ("-",):
         for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
             click.echo(line)

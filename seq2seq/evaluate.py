@@ -59,8 +59,10 @@ def evaluate(
     if not len(sources) == len(references) == len(tags):
         raise UserError(f"{prepared_dir}/test.{{en,ko,source}} have {len(sources)}, {len(references)} and "
                         f"{len(tags)} lines; rerun the prepare stage")
+    # Each test line is scored against its reference line as a whole, as in validation: no splitting.
     translator = Translator(model_path, config.beam_size, config.length_penalty, config.max_output_ratio,
-                            config.batch_size, device, no_repeat_ngram_size=config.no_repeat_ngram_size)
+                            config.batch_size, device, no_repeat_ngram_size=config.no_repeat_ngram_size,
+                            split_sentences=False)
     started = time.perf_counter()
     hypotheses = translate_all(translator, sources, config.batch_size, "evaluate")
     seconds = time.perf_counter() - started

@@ -1,25 +1,35 @@
-"""English text in, Korean text out: the `Translator` behind `seq2seq translate` and `evaluate`."""
+"""English text in, Korean text out: the `Translator` behind `seq2seq translate`, `serve`,
+`evaluate` and the Python API (`from seq2seq import Translator`).
+
+A line of text may hold several sentences: the model was trained on single sentences, so the
+text is split into sentences first (the Moses splitter's rules, in `sentence-splitter`), these
+are translated together, and the translations are joined with the text's own spacing.
+"""
 
 from __future__ import annotations
 
+import functools
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from seq2seq import paths
 from seq2seq.checkpoint import load_model
-from seq2seq.config import EvaluateConfig
+from seq2seq.config import decoding_settings
 from seq2seq.device import pick_device
 from seq2seq.domains import Domains
 from seq2seq.errors import UserError
 from seq2seq.prepare import normalize
 from seq2seq.search import Hypothesis, translate_ids
-from seq2seq.tokenizer import batched
 
 DEFAULT_MODEL = paths.BEST_MODEL
+Item = TypeVar("Item")
 
 
 def _warn_on_stderr(message: str) -> None:
@@ -52,27 +62,98 @@ def quantize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
         return quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8)
 
 
+@functools.cache
+def _moses_splitter():
+    from sentence_splitter import SentenceSplitter
+
+    return SentenceSplitter(language="en")
+
+
+def split_sentences(text: str) -> tuple[list[str], list[str]]:
+    """The sentences of `text` and the text around them: `layout[i]` comes before sentence i and
+    `layout[-1]` after the last one, so `join_sentences` gives back the text's spacing.
+    Blank text gives ([], [""])."""
+    sentences, layout, position = [], [], 0
+    if not text.strip():
+        return [], [""]
+    for sentence in filter(None, _moses_splitter().split(text)):
+        start = text.find(sentence, position)
+        if start < 0:  # the splitter changed the sentence's inner spacing: keep the text whole
+            stripped = text.strip()
+            return [stripped], [text[: text.index(stripped)], text[text.index(stripped) + len(stripped) :]]
+        sentences.append(sentence)
+        layout.append(text[position:start])
+        position = start + len(sentence)
+    return sentences, [*layout, text[position:]]
+
+
+def join_sentences(layout: list[str], sentences: list[str]) -> str:
+    """The inverse of `split_sentences`, with other sentences in the same places."""
+    return "".join(before + sentence for before, sentence in zip(layout, sentences, strict=False)) + layout[-1]
+
+
+def available_batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """Batches of at most `size` items, each as soon as one item has come: a batch takes what has
+    already arrived and never waits for more. A fast source (a file) still gives full batches; a
+    slow one (a person typing, a pipe fed line by line) gets each line answered at once."""
+    arrived: queue.Queue = queue.Queue(maxsize=4 * size)
+    end = object()
+
+    def read() -> None:
+        try:
+            for item in items:
+                arrived.put(item)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            arrived.put(error)
+        arrived.put(end)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        batch = [arrived.get()]
+        while len(batch) < size and not arrived.empty():
+            batch.append(arrived.get())
+        done = batch[-1] is end
+        if done:
+            batch.pop()
+        for item in batch:
+            if isinstance(item, BaseException):
+                raise item
+        if batch:
+            yield batch
+        if done:
+            return
+
+
 class Translator:
     """A loaded model plus decoding settings.
 
-    Input is normalised as in training; an empty sentence gives an empty translation; a sentence
-    longer than the model was trained on is cut to that length, with a warning. A model trained
-    with domain tags reads the tag of `domain` (default: its default domain) before each sentence.
+    Decoding settings left out (None) are read from the `evaluate` section of `params_path`, as
+    `seq2seq translate` reads them (the built-in defaults where there is no such file). Input is
+    normalised as in training and, with `split_sentences`, split into sentences; an empty text
+    gives an empty translation; a sentence longer than the model was trained on is cut to that
+    length, with a warning. A model trained with domain tags reads the tag of `domain` (default:
+    its default domain) before each sentence.
     """
 
     def __init__(
         self,
-        model_path: Path = DEFAULT_MODEL,
-        beam_size: int = EvaluateConfig.beam_size,
-        length_penalty: float = EvaluateConfig.length_penalty,
-        max_output_ratio: float = EvaluateConfig.max_output_ratio,
-        batch_size: int = EvaluateConfig.batch_size,
+        model_path: str | Path = DEFAULT_MODEL,
+        beam_size: int | None = None,
+        length_penalty: float | None = None,
+        max_output_ratio: float | None = None,
+        batch_size: int | None = None,
         device: str = "cpu",
         warn: Callable[[str], None] = _warn_on_stderr,
-        no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
+        no_repeat_ngram_size: int | None = None,
         domain: str | None = None,
         quantize: bool = False,
+        split_sentences: bool = True,
+        params_path: str | Path = "params.yaml",
     ) -> None:
+        settings = decoding_settings(params_path, beam_size=beam_size, length_penalty=length_penalty,
+                                     max_output_ratio=max_output_ratio, batch_size=batch_size,
+                                     no_repeat_ngram_size=no_repeat_ngram_size)
+        model_path = Path(model_path)
         self.device = pick_device(device)
         self.model, self.tokenizer, content = load_model(model_path, self.device)
         if quantize:
@@ -82,11 +163,12 @@ class Translator:
         if domain is not None and self.domains is None:
             raise UserError(f"{model_path} was trained without domain tags: --domain does not apply")
         self.tag_id = self.domains.tag_id(domain or self.domains.default) if self.domains else None
-        self.beam_size = beam_size
-        self.length_penalty = length_penalty
-        self.max_output_ratio = max_output_ratio
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.batch_size = batch_size
+        self.beam_size = settings.beam_size
+        self.length_penalty = settings.length_penalty
+        self.max_output_ratio = settings.max_output_ratio
+        self.no_repeat_ngram_size = settings.no_repeat_ngram_size
+        self.batch_size = settings.batch_size
+        self.split_sentences = split_sentences
         self.warn = warn
 
     def _source_ids(self, sentences: list[str], first_number: int = 1) -> list[list[int]]:
@@ -122,24 +204,56 @@ class Translator:
             results[index] = hypothesis
         return results
 
-    def translate(self, sentences: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
-        """Korean translations, one per input sentence, in order."""
-        hypotheses = self.hypotheses(sentences, first_number, tag_ids)
-        decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
-        return [text if h else "" for text, h in zip(decoded, hypotheses, strict=True)]
+    def _paragraphs(self, texts: list[str]) -> list[tuple[list[str], list[str]]]:
+        """Each text's sentences and layout (`split_sentences`); without splitting, the text whole."""
+        if self.split_sentences:
+            return [split_sentences(text) for text in texts]
+        return [([text], ["", ""]) for text in texts]
+
+    def translate(self, texts: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
+        """Korean translations, one per input text, in order; `tag_ids` gives each text its domain tag.
+        The sentences of all the texts are translated together, batched by length."""
+        paragraphs = self._paragraphs(texts)
+        sentences = [sentence for found, _ in paragraphs for sentence in found]
+        sentence_tags = None if tag_ids is None else [
+            tag for tag, (found, _) in zip(tag_ids, paragraphs, strict=True) for _ in found]
+        hypotheses = self.hypotheses(sentences, first_number, sentence_tags)
+        decoded = iter(self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses]))
+        translated = iter([text if h else "" for text, h in zip(decoded, hypotheses, strict=True)])
+        return [join_sentences(layout, [next(translated) for _ in found]) for found, layout in paragraphs]
 
     def translate_stream(self, lines: Iterable[str]) -> Iterator[str]:
-        """Translate lines as they come, `batch_size` at a time, in order."""
+        """Translate lines as they come, in order: what has arrived goes at once, up to `batch_size`
+        lines together, so a line typed or piped slowly is answered before the next one comes."""
         number = 1
-        for chunk in batched((line.rstrip("\r\n") for line in lines), self.batch_size):
+        for chunk in available_batches((line.rstrip("\r\n") for line in lines), self.batch_size):
             yield from self.translate(chunk, first_number=number)
             number += len(chunk)
 
-    def translate_detailed(self, sentences: list[str], beam_size: int | None = None, attention: bool = False,
+    def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
                            domain: str | None = None) -> list[Translation]:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
         given; with `attention`, also the source and output pieces and each output's (output, source)
-        weights."""
+        weights. A text of several sentences gets their pieces one after the other and their weights
+        as blocks on the diagonal: each sentence's output attends to its own source only."""
+        paragraphs = self._paragraphs(texts)
+        sentences = [sentence for found, _ in paragraphs for sentence in found]
+        parts = iter(self._translate_sentences_detailed(sentences, beam_size, attention, domain))
+        results = []
+        for found, layout in paragraphs:
+            translated = [next(parts) for _ in found]
+            text = join_sentences(layout, [part.text for part in translated])
+            drawn = [part for part in translated if part.attention is not None]
+            if not drawn:
+                results.append(Translation(text))
+                continue
+            results.append(Translation(text, [piece for part in drawn for piece in part.source_pieces],
+                                       [piece for part in drawn for piece in part.output_pieces],
+                                       torch.block_diag(*(part.attention for part in drawn))))
+        return results
+
+    def _translate_sentences_detailed(self, sentences: list[str], beam_size: int | None, attention: bool,
+                                      domain: str | None) -> list[Translation]:
         if domain is not None and self.domains is None:
             raise UserError("this model was trained without domain tags: 'domain' does not apply")
         ids = self._source_ids(sentences)

@@ -1,4 +1,5 @@
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 from seq2seq.prepare import normalize
 from seq2seq.tokenizer import UNK_ID
-from seq2seq.translate import Translator
+from seq2seq.translate import Translator, available_batches, join_sentences, split_sentences
 from tests.conftest import toy_pairs
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -71,7 +72,7 @@ def test_odd_characters_are_normalised_or_byte_encoded(model_path: str) -> None:
 
 def test_long_input_is_cut_with_a_warning(model_path: str) -> None:
     warnings: list[str] = []
-    translator = Translator(Path(model_path), beam_size=1, warn=warnings.append)
+    translator = Translator(Path(model_path), beam_size=1, warn=warnings.append, split_sentences=False)
     long_sentence = " ".join(en for en, _ in toy_pairs()[:40])
     full_ids = translator.tokenizer.encode_source([long_sentence])[0]
     assert len(full_ids) > 150
@@ -205,3 +206,94 @@ def test_int8_quantized_translator_still_translates(model_path: str) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.strip() == translator.translate([english])[0]
     assert HANGUL.search(result.output)
+
+
+def test_a_paragraph_is_split_into_sentences_and_joined_with_its_own_spacing() -> None:
+    text = "  He said: \"I am here.\" Then he left.   It rained on Mr. Smith's car today.  "
+    sentences, layout = split_sentences(text)
+    assert sentences == ['He said: "I am here."', "Then he left.", "It rained on Mr. Smith's car today."]
+    assert layout == ["  ", " ", "   ", "  "]
+    assert join_sentences(layout, ["A", "B", "C"]) == "  A B   C  "
+    assert split_sentences("   ") == ([], [""]) and join_sentences([""], []) == ""
+
+
+def test_paragraphs_are_translated_sentence_by_sentence(model_path: str) -> None:
+    (en_a, ko_a), (en_b, ko_b), (en_c, ko_c) = toy_pairs()[:3]
+    translator = Translator(model_path, beam_size=1)
+    assert translator.translate([f"{en_a} {en_b}", "", en_c]) == [f"{ko_a} {ko_b}", "", ko_c]
+    whole = Translator(model_path, beam_size=1, split_sentences=False).translate([f"{en_a} {en_b}"])
+    assert whole != [f"{ko_a} {ko_b}"]  # read as one long sentence, the pair is not translated right
+    result = run(["translate", "--model", model_path, "--beam", "1", f"{en_a} {en_b}"])
+    assert result.stdout == f"{ko_a} {ko_b}\n"
+    assert run(["translate", "--model", model_path, "--beam", "1", "--no-split", f"{en_a} {en_b}"]).stdout == \
+        whole[0] + "\n"
+
+
+def test_attention_of_a_paragraph_is_its_sentences_blocks_on_the_diagonal(model_path: str) -> None:
+    (en_a, _), (en_b, _) = toy_pairs()[:2]
+    translator = Translator(model_path, beam_size=2)
+    [a], [b] = (translator.translate_detailed([english], attention=True) for english in (en_a, en_b))
+    [both] = translator.translate_detailed([f"{en_a} {en_b}"], attention=True)
+    assert both.text == f"{a.text} {b.text}"
+    assert both.source_pieces == a.source_pieces + b.source_pieces
+    assert both.output_pieces == a.output_pieces + b.output_pieces
+    rows, columns = a.attention.shape
+    assert not both.attention[:rows, columns:].any() and not both.attention[rows:, :columns].any()
+    # the same weights as alone, up to the float rounding of another batch shape
+    assert torch.allclose(both.attention, torch.block_diag(a.attention, b.attention), atol=1e-5)
+
+
+def test_available_batches_take_what_has_come_and_never_wait() -> None:
+    """A slow source gets each item alone, at once; a ready one gets full batches."""
+    import threading
+
+    fed = threading.Semaphore(0)
+
+    def slow():
+        for item in range(3):
+            fed.acquire()  # the next item comes only once the previous batch was taken
+            yield item
+
+    batches = available_batches(slow(), size=8)
+    for item in range(3):
+        fed.release()
+        assert next(batches) == [item]
+    fed.release()
+    assert list(batches) == []
+    ready = list(available_batches(iter(range(20)), size=8))
+    assert [item for batch in ready for item in batch] == list(range(20)) and max(map(len, ready)) <= 8
+
+
+def test_stdin_line_is_answered_before_the_next_comes(model_path: str) -> None:
+    """A line written to the pipe is translated while the pipe stays open, as for a person typing."""
+    pairs = toy_pairs()[:2]
+    process = subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", "--model", model_path, "--beam", "1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for english, korean in pairs:
+            process.stdin.write(english + "\n")
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], 60)
+            assert ready, "no translation while the input stays open"
+            assert process.stdout.readline() == korean + "\n"  # before the next line or the end of input
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0 and process.stdout.read() == ""
+    finally:
+        process.kill()
+
+
+def test_python_api_reads_decoding_settings_as_the_cli_does(model_path: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from seq2seq import Translator as ApiTranslator
+
+    (tmp_path / "params.yaml").write_text("evaluate:\n  beam_size: 2\n  length_penalty: 0.4\n"
+                                          "  no_repeat_ngram_size: 2\n  max_output_ratio: 1.0\n")
+    monkeypatch.chdir(tmp_path)
+    translator = ApiTranslator(model_path)  # a str, and no decoding settings: params.yaml's
+    settings = (translator.beam_size, translator.length_penalty, translator.no_repeat_ngram_size,
+                translator.max_output_ratio)
+    assert settings == (2, 0.4, 2, 1.0)
+    english = [en for en, _ in toy_pairs()[:6]]
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", "--model", model_path, *english],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0 and result.stdout.splitlines() == translator.translate(english)
