@@ -61,6 +61,27 @@ def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -
     click.echo(f"pairs: {stats['pairs']}; dropped: {stats['dropped']}")
 
 
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="The new source's name, e.g. my-corpus (data/raw/NAME.en, NAME.ko).")
+@click.option("--licence", required=True, help="Its licence, for the data card (e.g. 'CC BY 4.0').")
+@click.option("--form", type=click.Choice(["tsv", "moses", "tmx"]),
+              help="tsv: English<TAB>Korean lines; moses: FILE.en FILE.ko; tmx. Default: moses for two files, "
+                   "else by extension.")
+@click.option("--domain", default="", help="What kind of text it is, for the data card (e.g. 'news').")
+@click.option("--origin", default="", help="Where it comes from, for the data card (default: the file names).")
+@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True)
+def import_(files: tuple[Path, ...], name: str, licence: str, form: str | None, domain: str, origin: str,
+            raw_dir: Path) -> None:
+    """Add your own English-Korean corpus (FILES: a TSV, a Moses pair or a TMX) as a source of data/raw."""
+    from seq2seq.corpus_import import import_corpus
+
+    pairs = import_corpus(list(files), name, licence, raw_dir, form, domain, origin)
+    click.echo(f"wrote {raw_dir}/{name}.en and {name}.ko ({pairs:,} pairs) and its row in {raw_dir}/SOURCES.md")
+    click.echo(f"next: add {name} to prepare.sources and to a group of train.domains in params.yaml, then "
+               f"`dvc add {raw_dir}`, `dvc repro` and `dvc push`")
+
+
 @main.command()
 @PARAMS
 @click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
