@@ -395,6 +395,20 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
 
 
 
+@bench.command("queue")
+@click.argument("sweep_path", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Only print the dvc commands.")
+def bench_queue(sweep_path: Path, dry_run: bool) -> None:
+    """Queue each run of a sweep file (e.g. bench/sweeps/recipe.yaml) as a DVC experiment.
+
+    Then `dvc queue start --jobs 1` runs them (one at a time on 2 cores), and `dvc exp show`,
+    `dvc metrics diff` and `dvc plots diff` compare them."""
+    from seq2seq.bench import queue_sweep
+
+    for command in queue_sweep(sweep_path, dry_run):
+        click.echo(command)
+
+
 @bench.command("serve")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
               show_default=True)

@@ -102,7 +102,7 @@ def tiny_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 DOMAIN_CONTROL = {"domain_tags": True, "default_domain": "general",
-                  "domains": {"general": ["toy-a"], "other": ["toy-b"]}, "source_weights": {"toy-b": 0.5},
+                  "domains": {"general": ["toy-a"], "technical": ["toy-b"]}, "source_weights": {"toy-b": 0.5},
                   "average_checkpoints": 2}
 
 

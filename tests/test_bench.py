@@ -85,3 +85,51 @@ def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path} holds no seq2seq package (pass a "
                                                   "checkout, e.g. `git worktree add DIR main`)"]
+
+
+def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
+    """Each run of a sweep file becomes a queued DVC experiment; DVC's queue runs them and
+    `dvc exp show` holds each one's headline metrics."""
+    import json
+    import shutil
+    import time
+
+    import yaml
+
+    from tests.conftest import TINY_PARAMS, write_toy_corpus
+    from tests.test_pipeline import ROOT
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    shutil.copytree(ROOT / "seq2seq", tmp_path / "seq2seq", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    write_toy_corpus(tmp_path / "data/raw")
+    sweep = {"base": {"train": {"max_steps": 20, "valid_every": 10}},
+             "runs": {"short": {}, "longer": {"train": {"max_steps": 30, "source_weights": {"toy-b": 0.5}}}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def run(*command: str) -> str:
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout
+
+    run("git", "init", "-q")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "tiny project")
+    queued = run(sys.executable, "-m", "seq2seq", "bench", "queue", "sweep.yaml").splitlines()
+    longer = next(command for command in queued if "--name longer" in command)
+    assert longer.startswith("dvc exp run --queue --name longer -S ++train.max_steps=30 ")
+    assert "-S '++train.source_weights={toy-b: 0.5}'" in longer
+    run(sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1")
+    deadline = time.monotonic() + 240
+    while "Queued" in (status := run(sys.executable, "-m", "dvc", "queue", "status")) or "Running" in status:
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run(sys.executable, "-m", "dvc", "exp", "show", "--json"))
+    experiments = {exp["name"]: exp["revs"][0]["data"] for commit in shown for exp in commit["experiments"] or []}
+    steps = {name: data["metrics"]["metrics/evaluate.json"]["data"]["steps"] for name, data in experiments.items()}
+    assert steps == {"short": 20, "longer": 30}

@@ -230,15 +230,15 @@ def test_domain_field_picks_the_tag_of_a_tagged_model(tagged_workdir: Path) -> N
     translator = Translator(tagged, beam_size=1)
     with running_server(create_app(translator, tagged)) as url, httpx.Client(base_url=url, timeout=30) as http:
         info = http.get("/info").json()
-        assert info["domains"] == ["general", "other"] and info["default_domain"] == "general"
+        assert info["domains"] == ["general", "technical"] and info["default_domain"] == "general"
         sentence = english(1)[0]
-        answer = http.post("/translate", json={"text": sentence, "domain": "other", "attention": True}).json()
+        answer = http.post("/translate", json={"text": sentence, "domain": "technical", "attention": True}).json()
         [result] = answer["translations"]
-        assert result["source_pieces"][0] == "<other>"
-        assert result["text"] == Translator(tagged, beam_size=1, domain="other").translate([sentence])[0]
+        assert result["source_pieces"][0] == "<technical>"
+        assert result["text"] == Translator(tagged, beam_size=1, domain="technical").translate([sentence])[0]
         unknown = http.post("/translate", json={"text": sentence, "domain": "legal"})
         assert unknown.status_code == 422 and unknown.json()["field"] == "domain"
-        assert "general, other" in unknown.json()["error"]
+        assert "general, technical" in unknown.json()["error"]
 
 
 def test_more_open_requests_than_the_limit_are_503_before_their_body_is_read(translator: Translator,

@@ -165,7 +165,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path
 
 def test_domain_tags_reach_the_encoder_and_snapshots_are_averaged(tagged_workdir: Path) -> None:
     model, tokenizer, content = load_model(tagged_workdir / "models/model/best.pt")
-    assert content["domains"]["groups"] == {"general": ["toy-a"], "other": ["toy-b"]}
+    assert content["domains"]["groups"] == {"general": ["toy-a"], "technical": ["toy-b"]}
     assert content["domains"]["first_tag_id"] == tokenizer.source.get_piece_size()
     assert model.source_vocab_size == tokenizer.source.get_piece_size() + 2  # one embedding row per tag
     metrics = json.loads((tagged_workdir / "dvclive/metrics.json").read_text())

@@ -1,5 +1,6 @@
 import re
 import select
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,12 +184,12 @@ def test_domain_option_changes_the_tag_the_encoder_reads(tagged_workdir: Path) -
     model_path = tagged_workdir / "models/model/best.pt"
     english, korean = toy_pairs()[0]
     assert Translator(model_path).attention(english)[0][0] == "<general>"
-    assert Translator(model_path, domain="other").attention(english)[0][0] == "<other>"
-    result = run(["translate", "--model", str(model_path), "--domain", "other", english])
+    assert Translator(model_path, domain="technical").attention(english)[0][0] == "<technical>"
+    result = run(["translate", "--model", str(model_path), "--domain", "technical", english])
     assert result.exit_code == 0 and result.stdout == korean + "\n"
     unknown = run(["translate", "--model", str(model_path), "--domain", "legal", english])
     assert unknown.exit_code == 1
-    assert unknown.stderr == "error: unknown domain 'legal'; this model knows: general, other\n"
+    assert unknown.stderr == "error: unknown domain 'legal'; this model knows: general, technical\n"
 
 
 def test_domain_option_needs_a_tagged_model(model_path: str) -> None:
@@ -297,3 +298,17 @@ def test_python_api_reads_decoding_settings_as_the_cli_does(model_path: str, tmp
     result = subprocess.run([sys.executable, "-m", "seq2seq", "translate", "--model", model_path, *english],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0 and result.stdout.splitlines() == translator.translate(english)
+
+
+def test_the_readme_python_example_runs_as_written(tagged_workdir: Path, tmp_path: Path) -> None:
+    """The README's Python API example, in a checkout-like folder with a (tiny, tagged) model."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## Python API\n\n```python\n(.*?)```", readme, flags=re.DOTALL)[1]
+    (tmp_path / "models/model").mkdir(parents=True)
+    (tmp_path / "models/model/best.pt").symlink_to(tagged_workdir / "models/model/best.pt")
+    shutil.copy(Path(__file__).parent.parent / "params.yaml", tmp_path)
+    result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    assert len(printed) == 3 and HANGUL.search(printed[0]) and HANGUL.search(printed[2])
