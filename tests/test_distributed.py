@@ -19,6 +19,7 @@ from tests.ddp_gradients import global_batch_gradients
 from tests.test_train import copy_data
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port and two cores
 
 
 def torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
