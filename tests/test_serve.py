@@ -250,10 +250,11 @@ def test_more_open_requests_than_the_limit_are_503_before_their_body_is_read(tra
     limits = Limits(max_open_requests=2)
     with running_server(create_app(translator, model_path, limits, batcher=batcher)) as url, \
             ThreadPoolExecutor(2) as pool:
-        held = [pool.submit(httpx.post, f"{url}/translate", json={"text": text}, timeout=30)
-                for text in ("I ate bread today.", "We read a book.")]
-        assert gate.started.wait(timeout=10)
-        _wait_until(lambda: batcher.queue.qsize() == 1)
+        running = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
+        assert gate.started.wait(timeout=10)  # the first is being computed ...
+        queued = pool.submit(httpx.post, f"{url}/translate", json={"text": "We read a book."}, timeout=30)
+        _wait_until(lambda: batcher.queue.qsize() == 1)  # ... and the second waits: two open
+        held = [running, queued]
         refused = httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30)
         assert refused.status_code == 503 and "too many requests open" in refused.json()["error"]
         gate.released.set()
@@ -273,8 +274,8 @@ def test_bench_serve_reports_how_an_overload_is_answered(model_path: Path) -> No
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=3, beam_size=2, port=port,
-                             overload=4, timeout_s=0.5, overload_seconds=3))
+    lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=1.5, beam_size=2, port=port,
+                             overload=4, timeout_s=0.5, overload_seconds=1.5))
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| on") or line.startswith("| off")]
     assert [row[0].strip() for row in rows] == ["on", "off"] and all(int(row[3]) == 0 for row in rows)
     answered, refused, gave_up, other = (float(cell.strip("% ")) for cell in lines[-1].split("|")[1:5])
