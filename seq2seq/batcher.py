@@ -4,6 +4,10 @@ Each request waits in a bounded queue; one worker takes the first waiting reques
 at most `max_wait_s` (or until `max_sentences` are gathered), and runs them in one call on a
 single worker thread, so the event loop keeps answering while the model computes. Requests with
 different decoding settings (beam size, attention) are run as separate calls of one gathering.
+
+Under overload a request is refused at once (503) when the sentences already queued would take
+longer than the deadline to compute at the rate of recent calls: queued, it would only end in a
+504 after a wait, and it would lengthen the wait of those behind it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 
 class QueueFull(Exception):
-    """The queue holds `queue_size` requests already: answer 503."""
+    """The queue holds `queue_size` requests already, or more work than the deadline allows: answer 503."""
 
 
 class TimedOut(Exception):
@@ -55,6 +59,8 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq2seq-search")
         self.worker: asyncio.Task | None = None
         self.calls = 0  # search calls made: the tests check that concurrent requests shared one
+        self.queued_sentences = 0
+        self.seconds_per_sentence: float | None = None  # of recent calls (moving average); None before the first
 
     async def start(self) -> None:
         self.worker = asyncio.create_task(self._work())
@@ -71,15 +77,25 @@ class Batcher:
     async def submit(self, sentences: list[str], settings: Hashable) -> list[Any]:
         """Queue a request and wait for its results; `QueueFull` or `TimedOut` when it cannot be served."""
         job = Job(sentences, settings, asyncio.get_running_loop().create_future())
+        if self.queued_sentences and self.expected_seconds(len(sentences)) > self.timeout_s:
+            raise QueueFull
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             raise QueueFull from None
+        self.queued_sentences += len(sentences)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), self.timeout_s)
         except asyncio.TimeoutError:
             job.future.cancel()  # the worker skips it if it has not started it yet
             raise TimedOut from None
+
+    def expected_seconds(self, sentences: int) -> float:
+        """Seconds until a request of `sentences` queued now would be answered, at the rate of recent
+        calls. (`submit` asks only when others wait: a request alone is never refused for being slow.)"""
+        if self.seconds_per_sentence is None:
+            return 0.0
+        return (self.queued_sentences + sentences) * self.seconds_per_sentence
 
     async def _gather(self) -> list[Job]:
         """The first waiting job, plus those that arrive within `max_wait_s`, up to `max_sentences`."""
@@ -99,6 +115,7 @@ class Batcher:
                     break
             jobs.append(job)
             count += len(job.sentences)
+        self.queued_sentences -= count
         return jobs
 
     async def _work(self) -> None:
@@ -116,8 +133,10 @@ class Batcher:
                         continue
                     sentences = [s for job in group for s in job.sentences]
                     self.calls += 1
+                    started = time.perf_counter()
                     try:
                         results = await loop.run_in_executor(self.executor, self.run, sentences, settings)
+                        self._measured(len(sentences), time.perf_counter() - started)
                     except Exception as error:  # reported to each waiting request, never kills the worker
                         for job in group:
                             if not job.future.done():
@@ -131,3 +150,9 @@ class Batcher:
             finally:
                 for _ in jobs:
                     self.queue.task_done()
+
+    def _measured(self, sentences: int, seconds: float) -> None:
+        """Fold a call's seconds per sentence into the moving average (recent calls weigh most)."""
+        rate = seconds / sentences
+        previous = self.seconds_per_sentence
+        self.seconds_per_sentence = rate if previous is None else 0.7 * previous + 0.3 * rate

@@ -2,10 +2,11 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from seq2seq.batcher import Batcher, TimedOut
+from seq2seq.batcher import Batcher, QueueFull, TimedOut
 
 
 def test_a_request_that_expired_during_an_earlier_call_is_never_computed() -> None:
@@ -82,3 +83,27 @@ def test_a_gathering_with_mixed_settings_gives_each_request_its_own_slice() -> N
     results = asyncio.run(scenario())
     assert results == [[f"{settings}:{sentence}" for sentence in sentences] for sentences, settings in requests]
     assert sorted(calls) == [("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4"])]
+
+
+def test_a_request_that_could_not_be_served_within_the_deadline_is_refused_at_once() -> None:
+    """At 50 ms a sentence, a 0.5 s deadline and one sentence a call, about 10 queued requests can
+    be served in time: the rest are refused at submit (503) instead of timing out (504) after a wait."""
+    def run(sentences: list[str], settings: str) -> list[str]:
+        time.sleep(0.05 * len(sentences))
+        return sentences
+
+    async def scenario() -> tuple[list, float]:
+        batcher = Batcher(run, max_sentences=1, max_wait_s=0.0, timeout_s=0.5)
+        await batcher.start()
+        await batcher.submit(["calibrate"], "s")  # the first call gives the rate
+        started = time.perf_counter()
+        results = await asyncio.gather(*(batcher.submit([f"s{i}"], "s") for i in range(40)), return_exceptions=True)
+        seconds = time.perf_counter() - started
+        await batcher.stop()
+        return results, seconds
+
+    results, seconds = asyncio.run(scenario())
+    answered = [r for r in results if isinstance(r, list)]
+    refused = [r for r in results if isinstance(r, QueueFull)]
+    assert len(answered) + len(refused) == 40 and not any(isinstance(r, TimedOut) for r in results)
+    assert 5 <= len(answered) <= 12 and seconds < 1.0  # what fits the deadline is served, and in time
