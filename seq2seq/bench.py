@@ -414,25 +414,29 @@ def overload_test(url: str, sentences: list[str], rate: float, seconds: float, a
 def serve_process(model_path: Path, port: int, beam_size: int, batching: bool, timeout_s: float
                   ) -> Iterator[subprocess.Popen]:
     """A `seq2seq serve` process on 127.0.0.1:`port`, once it answers /health; SIGTERM at the end."""
+    import tempfile
     import urllib.request
 
     command = [sys.executable, "-m", "seq2seq", "serve", "--model", str(model_path), "--port", str(port),
                "--beam", str(beam_size), "--batching" if batching else "--no-batching", "--timeout", str(timeout_s)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: {server.stderr.read()[-500:]}") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        server.terminate()  # SIGTERM: the server finishes what is in flight, then exits
-        server.wait(timeout=120)
+    # Its log goes to a file: a pipe nobody reads would fill up and stop the server mid-run.
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"the server did not start: {log.read()[-500:]}") from None
+                    time.sleep(0.2)
+            yield server
+        finally:
+            server.terminate()  # SIGTERM: the server finishes what is in flight, then exits
+            server.wait(timeout=120)
 
 
 def bench_serve(model_path: Path, sources_path: Path, client_counts: list[int], max_requests: int,
