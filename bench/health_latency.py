@@ -10,15 +10,14 @@ while another asks /health every 10 ms. Prints /health's p50/p99/max and the att
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+
+from seq2seq.bench import free_port, percentile, serve_process
 
 
 def main() -> None:
@@ -31,19 +30,9 @@ def main() -> None:
         if len(sentences) < 32 and total + len(line) <= 5000:
             sentences.append(line)
             total += len(line)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--model", str(args.model), "--port",
-                               str(port)], stderr=subprocess.DEVNULL)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with serve_process(args.model, port):
         stop, sizes, health = threading.Event(), [], []
 
         def attention_client() -> None:
@@ -63,13 +52,9 @@ def main() -> None:
                 time.sleep(0.01)
         stop.set()
         worker.join()
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    health.sort()
     print(f"{len(sentences)} sentences, {total} characters, attention: {len(sizes)} answers of "
-          f"{statistics.mean(sizes) / 1e6:.2f} MB; /health: {len(health)} requests, p50 {health[len(health) // 2]:.1f} "
-          f"ms, p99 {health[int(0.99 * len(health))]:.1f} ms, max {health[-1]:.1f} ms")
+          f"{statistics.mean(sizes) / 1e6:.2f} MB; /health: {len(health)} requests, p50 {percentile(health, 50):.1f} "
+          f"ms, p99 {percentile(health, 99):.1f} ms, max {max(health):.1f} ms")
 
 
 if __name__ == "__main__":

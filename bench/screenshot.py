@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from seq2seq.bench import free_port, serve_process
 
 DEFAULT_TEXT = "The weather is nice today. The committee will publish its final report on the economy next week."
 
@@ -33,42 +31,31 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--model", str(args.model), "--port",
-                               str(port)], stderr=subprocess.DEVNULL)
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,1250",
                      "--disable-background-networking", "--disable-component-update", "--no-first-run"):
         options.add_argument(argument)
-    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        browser.get(url)
-        wait = WebDriverWait(browser, 30)
-        wait.until(lambda b: "parameters" in b.find_element(By.ID, "info").text)
-        source = browser.find_element(By.ID, "source")
-        source.clear()
-        source.send_keys(args.text)
-        browser.find_element(By.ID, "translate").click()
-        wait.until(lambda b: re.search(r"[\uac00-\ud7a3]", b.find_element(By.ID, "output").text))
-        wait.until(lambda b: b.execute_script("return document.fonts.status") == "loaded")
-        time.sleep(0.5)
-        print(browser.find_element(By.ID, "output").text)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(args.out))
-        print(f"wrote {args.out}")
-    finally:
-        browser.quit()
-        server.terminate()
-        server.wait(timeout=60)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve_process(args.model, port):
+        browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        try:
+            browser.get(url)
+            wait = WebDriverWait(browser, 30)
+            wait.until(lambda b: "parameters" in b.find_element(By.ID, "info").text)
+            source = browser.find_element(By.ID, "source")
+            source.clear()
+            source.send_keys(args.text)
+            browser.find_element(By.ID, "translate").click()
+            wait.until(lambda b: re.search(r"[\uac00-\ud7a3]", b.find_element(By.ID, "output").text))
+            wait.until(lambda b: b.execute_script("return document.fonts.status") == "loaded")
+            time.sleep(0.5)
+            print(browser.find_element(By.ID, "output").text)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(args.out))
+            print(f"wrote {args.out}")
+        finally:
+            browser.quit()
 
 
 if __name__ == "__main__":

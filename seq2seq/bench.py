@@ -287,6 +287,21 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int],
             yield f"{name}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The `q`th percentile (0-100) of `values`, nearest rank; NaN for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @dataclasses.dataclass
 class LoadResult:
     """What `clients` concurrent clients got from a server: counts, seconds and latencies (seconds)."""
@@ -298,8 +313,7 @@ class LoadResult:
     latencies: list[float]
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+        return percentile(self.latencies, q)
 
 
 def load_test(url: str, sentences: list[str], clients: int, max_requests: int, max_seconds: float) -> LoadResult:
@@ -358,7 +372,7 @@ class OverloadResult:
         return self.statuses.count(status) / max(len(self.statuses), 1)
 
     def answered_latencies(self) -> list[float]:
-        return sorted(t for t, status in zip(self.latencies, self.statuses, strict=True) if status == 200)
+        return [t for t, status in zip(self.latencies, self.statuses, strict=True) if status == 200]
 
 
 def resident_mib(pid: int) -> float:
@@ -411,7 +425,7 @@ def overload_test(url: str, sentences: list[str], rate: float, seconds: float, a
 
 
 @contextlib.contextmanager
-def serve_process(model_path: Path, port: int, beam_size: int, batching: bool, timeout_s: float
+def serve_process(model_path: Path, port: int, beam_size: int = 5, batching: bool = True, timeout_s: float = 30.0
                   ) -> Iterator[subprocess.Popen]:
     """A `seq2seq serve` process on 127.0.0.1:`port`, once it answers /health; SIGTERM at the end."""
     import tempfile
@@ -473,8 +487,7 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: list[int], 
 def overload_table(result: OverloadResult, factor: float, sustained: float, seconds: float) -> Iterator[str]:
     """The lines that report an open-loop overload: answer shares, latencies of the answered, server memory."""
     answered = result.answered_latencies()
-    ms = [1000 * answered[min(len(answered) - 1, int(q * len(answered)))] if answered else float("nan")
-          for q in (0.5, 0.99, 1.0)]
+    ms = [1000 * percentile(answered, q) for q in (50, 99, 100)]
     memory = result.server_mib
     half = len(memory) // 2
     other = 1 - sum(result.share(status) for status in (200, 503, 504))

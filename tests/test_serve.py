@@ -266,15 +266,10 @@ def test_bench_serve_reports_how_an_overload_is_answered(model_path: Path) -> No
     """The load test runs a real server process; at 4x what it sustained (a rate the tiny model may
     still keep up with) every request is answered, refused (503) or given up (504), and the answered
     ones within the deadline."""
-    import socket
-
-    from seq2seq.bench import bench_serve
+    from seq2seq.bench import bench_serve, free_port
 
     sources = model_path.parents[2] / "data/prepared/test.en"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=1.5, beam_size=2, port=port,
+    lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=1.5, beam_size=2, port=free_port(),
                              overload=4, timeout_s=0.5, overload_seconds=1.5))
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| on") or line.startswith("| off")]
     assert [row[0].strip() for row in rows] == ["on", "off"] and all(int(row[3]) == 0 for row in rows)
