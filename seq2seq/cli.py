@@ -117,21 +117,24 @@ def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
 
 _TRAIN_PATHS = {"--encoded": ("encoded_dir", paths.ENCODED), "--prepared": ("prepared_dir", paths.PREPARED),
                 "--tokenizer": ("tokenizer_dir", paths.TOKENIZER), "--model-dir": ("model_dir", paths.MODEL_DIR),
-                "--live": ("live_dir", paths.LIVE)}
+                "--live": ("live_dir", paths.LIVE), "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED)}
 
 
-def _train_path_options(command: Callable) -> Callable:
-    """Add an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) to a click command."""
-    for option, (name, default) in reversed(_TRAIN_PATHS.items()):
-        command = click.option(option, name, type=click.Path(path_type=Path), default=default,
-                               show_default=True)(command)
-    return command
+def _train_path_options(**defaults: Path) -> Callable[[Callable], Callable]:
+    """A decorator adding an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) to a click
+    command; `defaults` (by name) replace theirs."""
+    def add(command: Callable) -> Callable:
+        for option, (name, default) in reversed(_TRAIN_PATHS.items()):
+            command = click.option(option, name, type=click.Path(path_type=Path),
+                                   default=defaults.get(name, default), show_default=True)(command)
+        return command
+    return add
 
 
 @main.command()
 @PARAMS
 @click.option("--resume", is_flag=True, help="Continue from MODEL_DIR/last.pt where it stopped.")
-@_train_path_options
+@_train_path_options()
 def train(params_path: Path, resume: bool, **dirs: Path) -> None:
     """Train the encoder-decoder.
 
@@ -186,6 +189,46 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
         check_output(output)
     metrics = run(model_path, prepared_dir, *outputs, load_params(params_path).evaluate, device, train_summary)
     click.echo(f"test: {metrics['test']} ({metrics['sentences_per_second']} sentences/s)")
+
+
+@main.command()
+@PARAMS
+@click.option("--resume", is_flag=True, help="Continue from MODEL_DIR/last.pt where it stopped.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL, show_default=True,
+              help="Where the trained model's best.pt goes (or, when off, a note saying so).")
+@click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=paths.REVERSE_SUMMARY,
+              show_default=True)
+@_train_path_options(model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
+def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, **dirs: Path) -> None:
+    """Train the Korean->English model for back-translation (when backtranslation.enabled)."""
+    from seq2seq.config import load_params
+    from seq2seq.files import check_output
+    from seq2seq.reverse import train_reverse
+    from seq2seq.train import TrainPaths
+
+    check_output(out_dir, folder=True)
+    summary = train_reverse(load_params(params_path), TrainPaths(**dirs), out_dir, summary_path, resume)
+    click.echo(f"reverse model: {summary}")
+
+
+@main.command()
+@PARAMS
+@click.option("--mono", "mono_dir", type=click.Path(path_type=Path), default=paths.MONO, show_default=True,
+              help="Korean text, one sentence a line, in *.ko files.")
+@click.option("--reverse", "reverse_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL,
+              show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.BACKTRANSLATED, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def backtranslate(params_path: Path, mono_dir: Path, reverse_dir: Path, out_dir: Path, device: str) -> None:
+    """Translate the Korean text into English: synthetic pairs for training (when backtranslation.enabled)."""
+    from seq2seq.backtranslate import backtranslate as run
+    from seq2seq.config import load_params
+    from seq2seq.device import pick_device
+    from seq2seq.files import check_output
+
+    check_output(out_dir, folder=True)
+    stats = run(mono_dir, reverse_dir, out_dir, load_params(params_path).backtranslation, pick_device(device))
+    click.echo(f"back-translated: {stats}")
 
 
 @main.command()

@@ -126,6 +126,8 @@ class TrainConfig:
     default_domain: str = "general"
     domains: dict[str, list[str]] = field(default_factory=dict)
     source_weights: dict[str, float] = field(default_factory=dict)
+    word_dropout: float = 0.0  # chance that a source token becomes UNK, in training only
+    subword_alpha: float = 0.0  # SentencePiece sampling of the segmentation in training (0: off)
 
     def steps_for(self, cpu_class: str | None) -> int:
         """The steps to train on a CPU of `cpu_class` (None: on a GPU): its entry in
@@ -158,6 +160,8 @@ class TrainConfig:
         _require(self.average_checkpoints >= 0, "train.average_checkpoints", "must be >= 0 (0: no averaging)")
         for source, weight in self.source_weights.items():
             _require(weight >= 0, f"train.source_weights.{source}", "must be >= 0")
+        _require(0.0 <= self.word_dropout < 1.0, "train.word_dropout", "must be in [0, 1) (0: off)")
+        _require(0.0 <= self.subword_alpha <= 1.0, "train.subword_alpha", "must be in [0, 1] (0: off)")
         grouped = [source for sources in self.domains.values() for source in sources]
         twice = sorted({source for source in grouped if grouped.count(source) > 1})
         for group, sources in self.domains.items():
@@ -188,6 +192,27 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class BacktranslationConfig:
+    """Korean monolingual text made into synthetic pairs by a reverse (Korean->English) model."""
+
+    enabled: bool = False
+    reverse_steps: int = 1200  # the reverse model's training steps (its other settings: model, train)
+    search: Literal["beam", "greedy", "sampling"] = "beam"
+    beam_size: int = 5
+    length_penalty: float = 1.0
+    max_sentences: int = 0  # translate the first N monolingual sentences; 0: all
+    weight: float = 1.0  # expected copies of each synthetic pair per epoch (as train.source_weights)
+    seed: int = 1234  # of the sampling search
+
+    def validate(self) -> None:
+        _require(self.reverse_steps > 0, "backtranslation.reverse_steps", "must be > 0")
+        _require(self.beam_size >= 1, "backtranslation.beam_size", "must be >= 1")
+        _require(self.length_penalty >= 0, "backtranslation.length_penalty", "must be >= 0")
+        _require(self.max_sentences >= 0, "backtranslation.max_sentences", "must be >= 0 (0: all)")
+        _require(self.weight >= 0, "backtranslation.weight", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of `params.yaml`."""
 
@@ -196,6 +221,7 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -17,7 +17,7 @@ import torch
 
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_dir
-from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, batched
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, batched
 
 ID_DTYPE = np.int32
 
@@ -47,6 +47,19 @@ class TokenArray:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @classmethod
+    def of(cls, sequences: Sequence[Sequence[int]]) -> TokenArray:
+        """An in-memory array of `sequences`."""
+        offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(s) for s in sequences])
+        ids = np.fromiter((i for s in sequences for i in s), dtype=ID_DTYPE, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    def __add__(self, other: TokenArray) -> TokenArray:
+        """Both arrays' sequences, in memory: this one's first."""
+        return TokenArray(np.concatenate([self.ids, other.ids]),
+                          np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]))
 
 
 def write_token_array(prefix: Path, sequences_in_chunks: Iterable[list[list[int]]]) -> int:
@@ -99,6 +112,14 @@ class ParallelData:
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def reversed(self) -> ParallelData:
+        """Korean as the source and English as the target (no tags): the back-translation model's data."""
+        return ParallelData(self.target, self.source)
+
+    def __add__(self, other: ParallelData) -> ParallelData:
+        """Both splits' pairs (without tags), this one's first."""
+        return ParallelData(self.source + other.source, self.target + other.target)
 
     def source_ids(self, index: int) -> np.ndarray:
         """Sentence `index`'s source ids, after its domain tag if there are tags."""
@@ -186,10 +207,53 @@ def pad(sequences: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: 
     return torch.from_numpy(out)
 
 
+def drop_words(source: torch.Tensor, probability: float, first_tag_id: int | None = None) -> torch.Tensor:
+    """Word dropout on the source (Sennrich and Zhang 2019): each real token becomes UNK with
+    `probability`; padding and domain tags (ids from `first_tag_id` on) stay. source: (B, S) ids."""
+    droppable = source != PAD_ID
+    if first_tag_id is not None:
+        droppable &= source < first_tag_id
+    dropped = droppable & (torch.rand(source.shape) < probability)
+    return source.masked_fill(dropped, UNK_ID)
+
+
+def read_synthetic_pairs(folder: Path, tokenizer: Tokenizer) -> ParallelData | None:
+    """The back-translated pairs in `folder` (`train.en`: synthetic English, `train.ko`: the Korean
+    text it came from), tokenised; None when there are none (back-translation off, or no such folder)."""
+    paths = [folder / "train.en", folder / "train.ko"]
+    if not all(path.exists() for path in paths):
+        return None
+    english, korean = (path.read_text(encoding="utf-8").splitlines() for path in paths)
+    if len(english) != len(korean):
+        raise UserError(f"{folder}: {len(english)} English but {len(korean)} Korean lines; rerun the "
+                        "backtranslate stage (`dvc repro backtranslate`)")
+    if not english:
+        return None
+    return ParallelData(TokenArray.of(tokenizer.encode_source(english)), TokenArray.of(tokenizer.encode_target(korean)))
+
+
+def sample_segmentations(data: ParallelData, indices: np.ndarray, tokenizer: Tokenizer, alpha: float
+                         ) -> tuple[list[list[int]], list[list[int]]]:
+    """Subword regularisation (Kudo 2018): the pairs at `indices` segmented anew, each side sampled
+    from SentencePiece's segmentations of its text with smoothing `alpha`, sources after their tags."""
+    def resample(arrays: list[np.ndarray], processor) -> list[list[int]]:
+        texts = processor.decode([array.tolist() for array in arrays])
+        return processor.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1)
+
+    sources = resample([data.source[i] for i in indices], tokenizer.source)
+    targets = resample([data.target[i] for i in indices], tokenizer.target)
+    if data.tags is not None:
+        sources = [[int(data.tags[i]), *source] for i, source in zip(indices, sources, strict=True)]
+    return sources, targets
+
+
 def collate(data: ParallelData, indices: np.ndarray) -> Batch:
     """Build the padded `Batch` of the sentences at `indices` (each source after its domain tag, if any)."""
-    sources = [data.source_ids(i) for i in indices]
-    targets = [data.target[i] for i in indices]
+    return collate_pairs([data.source_ids(i) for i in indices], [data.target[i] for i in indices])
+
+
+def collate_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> Batch:
+    """The padded `Batch` of these source (tags included) and target id sequences."""
     return Batch(
         source=pad(sources),
         source_lengths=torch.tensor([len(s) for s in sources]),

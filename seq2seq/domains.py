@@ -76,6 +76,12 @@ class SentenceSources:
     def __len__(self) -> int:
         return len(self.codes)
 
+    def extended(self, name: str, count: int) -> SentenceSources:
+        """These sentences, then `count` more from source `name`."""
+        names = self.names if name in self.names else [*self.names, name]
+        more = np.full(count, names.index(name), dtype=np.int32)
+        return SentenceSources(names, np.concatenate([self.codes, more]))
+
     def per_sentence(self, value_of: Callable[[str], float], dtype: type) -> np.ndarray:
         """`value_of(source)` for each sentence, computed once per source: (sentences,) `dtype`."""
         return np.asarray([value_of(name) for name in self.names], dtype=dtype)[self.codes]

@@ -80,10 +80,12 @@ def block_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int
 @torch.no_grad()
 def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor,
                   no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size, attention: bool = False,
-                  never_emitted: Sequence[int] = NEVER_EMITTED) -> list[Hypothesis]:
-    """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step,
-    never one in `never_emitted` nor one that would repeat an n-gram of `no_repeat_ngram_size`
-    tokens; an output ends with EOS, at the latest after max_lengths tokens.
+                  never_emitted: Sequence[int] = NEVER_EMITTED, sample_with: torch.Generator | None = None
+                  ) -> list[Hypothesis]:
+    """source: (B, S) ids; lengths, max_lengths: (B,). Picks the most likely token at every step
+    (with `sample_with`, a generator: draws it from the model's distribution instead), never one in
+    `never_emitted` nor one that would repeat an n-gram of `no_repeat_ngram_size` tokens; an output
+    ends with EOS, at the latest after max_lengths tokens.
 
     A sentence leaves the batch as soon as it ends, so the last steps only pay for the sentences
     still running. With `attention`, each hypothesis carries its (steps, S) attention weights.
@@ -103,7 +105,11 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
         log_probs = torch.log_softmax(model.decoder.logits(attentional).float(), dim=-1)
         log_probs = block_repeated_ngrams(log_probs, outputs[alive, :t], no_repeat_ngram_size)
         log_probs = allowed_next(log_probs, banned, t >= max_lengths.index_select(0, alive))
-        best_log_prob, best = log_probs.max(dim=-1)  # (A,)
+        if sample_with is None:
+            best_log_prob, best = log_probs.max(dim=-1)  # (A,)
+        else:
+            best = torch.multinomial(log_probs.exp(), 1, generator=sample_with).squeeze(1)
+            best_log_prob = log_probs.gather(1, best.unsqueeze(1)).squeeze(1)
         scores.index_add_(0, alive, best_log_prob)
         outputs[alive, t] = best
         if weights_kept is not None:
@@ -236,11 +242,14 @@ def search(
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
+    sample_with: torch.Generator | None = None,
 ) -> list[Hypothesis]:
-    """Greedy search for beam size 1, else beam search; `attention`: keep each output's weights."""
+    """Greedy search for beam size 1, else beam search; `attention`: keep each output's weights.
+    `sample_with` (a generator): sample each output token instead (beam size is then ignored)."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
-    if beam_size == 1:
-        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention, never_emitted)
+    if beam_size == 1 or sample_with is not None:
+        return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention, never_emitted,
+                             sample_with)
     return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size,
                        attention, never_emitted)
 
@@ -256,6 +265,7 @@ def translate_ids(
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
+    sample_with: torch.Generator | None = None,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
 
@@ -269,7 +279,7 @@ def translate_ids(
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
         found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,
-                       no_repeat_ngram_size, attention, never_emitted)
+                       no_repeat_ngram_size, attention, never_emitted, sample_with)
         for index, hypothesis in zip(chunk, found, strict=True):
             results[index] = hypothesis
     return results

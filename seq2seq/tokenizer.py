@@ -108,6 +108,10 @@ class Tokenizer:
         """Build from serialized model protos, as stored inside a checkpoint."""
         return cls(spm.SentencePieceProcessor(model_proto=source), spm.SentencePieceProcessor(model_proto=target))
 
+    def reversed(self) -> Tokenizer:
+        """Korean (source) to English (target): what the back-translation model reads and writes."""
+        return Tokenizer(self.target, self.source)
+
     def protos(self) -> tuple[bytes, bytes]:
         return self.source.serialized_model_proto(), self.target.serialized_model_proto()
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import sacrebleu
+import sentencepiece as spm
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -34,9 +35,19 @@ from tqdm import tqdm
 from seq2seq import paths as default_paths
 from seq2seq.checkpoint import average_weights, load_weights, read_checkpoint, save_checkpoint
 from seq2seq.config import Params, TrainConfig
-from seq2seq.data import Batch, ParallelData, collate, epoch_sample, make_batches
+from seq2seq.data import (
+    Batch,
+    ParallelData,
+    collate,
+    collate_pairs,
+    drop_words,
+    epoch_sample,
+    make_batches,
+    read_synthetic_pairs,
+    sample_segmentations,
+)
 from seq2seq.device import CPU_CLASS_DESCRIPTIONS, autocast, cpu_class, machine_description, memory_mib, pick_device
-from seq2seq.domains import Domains, read_sentence_sources, sentence_weights
+from seq2seq.domains import Domains, SentenceSources, read_sentence_sources, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
@@ -53,6 +64,7 @@ class TrainPaths:
     tokenizer_dir: Path = default_paths.TOKENIZER
     model_dir: Path = default_paths.MODEL_DIR
     live_dir: Path = default_paths.LIVE
+    synthetic_dir: Path = default_paths.BACKTRANSLATED  # back-translated pairs, if any
 
 
 @dataclass
@@ -137,6 +149,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    spm.set_random_generator_seed(seed)  # subword sampling (train.subword_alpha)
 
 
 class Distributed:
@@ -244,9 +257,10 @@ def backward(model: torch.nn.Module, batch: Batch, world: Distributed, config: T
     return loss_sum.detach(), tokens, all_tokens
 
 
-def train(params: Params, paths: TrainPaths | None = None, resume: bool = False) -> Progress:
-    """Run the training stage; returns the final `Progress`."""
-    return Trainer(params, paths or TrainPaths(), resume).run()
+def train(params: Params, paths: TrainPaths | None = None, resume: bool = False, reverse: bool = False) -> Progress:
+    """Run the training stage; returns the final `Progress`. `reverse`: train Korean->English on the
+    same data, without synthetic pairs (the back-translation model)."""
+    return Trainer(params, paths or TrainPaths(), resume, reverse).run()
 
 
 def start_process(config: TrainConfig) -> tuple[torch.device, Distributed]:
@@ -259,10 +273,17 @@ def start_process(config: TrainConfig) -> tuple[torch.device, Distributed]:
     return device, world
 
 
+BT_SOURCE = "bt"  # the source name, and domain group, of back-translated pairs: their tag is `<bt>`
+
+
 @dataclass
 class TrainingData:
     """The tokenizer, the train and valid splits (with domain tags when `train.domain_tags`), the valid
-    references and each train sentence's sampling weight (None: every sentence once per epoch)."""
+    references and each train sentence's sampling weight (None: every sentence once per epoch).
+
+    Back-translated pairs, when `paths.synthetic_dir` holds some, follow the train split's pairs as
+    source `bt`, with their own domain group and tag and `backtranslation.weight` as their weight.
+    """
 
     tokenizer: Tokenizer
     train: ParallelData
@@ -272,13 +293,24 @@ class TrainingData:
     weights: np.ndarray | None
 
     @classmethod
-    def load(cls, config: TrainConfig, paths: TrainPaths) -> TrainingData:
+    def load(cls, config: TrainConfig, paths: TrainPaths, reverse: bool = False, synthetic_weight: float = 1.0
+             ) -> TrainingData:
         tokenizer = load_tokenizer(paths.tokenizer_dir)
         train_data = ParallelData.open(paths.encoded_dir, "train")
         valid_data = ParallelData.open(paths.encoded_dir, "valid")
-        references = (paths.prepared_dir / "valid.ko").read_text(encoding="utf-8").splitlines()
-        domains, weights = _domain_control(config, paths, tokenizer, train_data, valid_data)
-        return cls(tokenizer, train_data, valid_data, references, domains, weights)
+        sources = _read_sources(paths, len(train_data)) if config.domain_tags or config.source_weights else None
+        synthetic = None if reverse else read_synthetic_pairs(paths.synthetic_dir, tokenizer)
+        if synthetic is not None:
+            train_data = train_data + synthetic
+            sources = (sources or _read_sources(paths, len(train_data) - len(synthetic))).extended(
+                BT_SOURCE, len(synthetic))
+            config = dataclasses.replace(config, source_weights={**config.source_weights, BT_SOURCE: synthetic_weight},
+                                         domains={**config.domains, BT_SOURCE: [BT_SOURCE]})
+        if reverse:
+            tokenizer, train_data, valid_data = tokenizer.reversed(), train_data.reversed(), valid_data.reversed()
+        references = (paths.prepared_dir / f"valid.{'en' if reverse else 'ko'}").read_text(encoding="utf-8")
+        domains, weights = _domain_control(config, sources, tokenizer, train_data, valid_data)
+        return cls(tokenizer, train_data, valid_data, references.splitlines(), domains, weights)
 
     @property
     def source_vocab_size(self) -> int:
@@ -395,11 +427,11 @@ class Trainer:
     """One training run: `__init__` sets up the process, data, model, optimizer, resumed position and
     reporting; `run` trains until a stopping rule says so and validates, checkpoints and averages."""
 
-    def __init__(self, params: Params, paths: TrainPaths, resume: bool) -> None:
+    def __init__(self, params: Params, paths: TrainPaths, resume: bool, reverse: bool = False) -> None:
         self.paths = paths
         self.device, self.world = start_process(params.train)
         self.config, steps_line = steps_for_this_machine(params.train, self.device)
-        self.data = TrainingData.load(self.config, paths)
+        self.data = TrainingData.load(self.config, paths, reverse, params.backtranslation.weight)
         self.model = Seq2Seq(params.model, self.data.source_vocab_size,
                              self.data.tokenizer.target.get_piece_size()).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
@@ -466,7 +498,7 @@ class Trainer:
     def _step(self, batches: list[np.ndarray], first: int) -> None:
         """Train on the step's batches `first`, `first + 1`, ..., one per rank."""
         progress = self.progress
-        batch = collate(self.data.train, batches[first + self.world.rank]).to(self.device)
+        batch = self._training_batch(batches[first + self.world.rank]).to(self.device)
         lr = learning_rate(self.config, progress.step + 1, progress.lr_scale)
         loss_sum, tokens, all_tokens = train_step(self.trained, self.optimizer, batch, lr, self.world, self.config,
                                                   self.device)
@@ -474,6 +506,19 @@ class Trainer:
         progress.batches_done = first + self.world.world
         progress.target_tokens += int(all_tokens)
         self.reporter.step(progress, loss_sum, tokens, all_tokens, lr)
+
+    def _training_batch(self, indices: np.ndarray) -> Batch:
+        """The batch of these train pairs, with subword sampling and word dropout when they are on
+        (training input only: validation, evaluate and translate see the plain segmentation)."""
+        config, data = self.config, self.data
+        if config.subword_alpha > 0:
+            batch = collate_pairs(*sample_segmentations(data.train, indices, data.tokenizer, config.subword_alpha))
+        else:
+            batch = collate(data.train, indices)
+        if config.word_dropout > 0:
+            first_tag_id = data.domains.first_tag_id if data.domains else None
+            batch.source = drop_words(batch.source, config.word_dropout, first_tag_id)
+        return batch
 
     def _validate_if_due(self) -> bool:
         """Validate every `valid_every` steps and at the last step; True when training is to stop."""
@@ -534,16 +579,21 @@ class Trainer:
                         summary=summary)
 
 
-def _domain_control(config: TrainConfig, paths: TrainPaths, tokenizer: Tokenizer, train_data: ParallelData,
-                    valid_data: ParallelData) -> tuple[Domains | None, np.ndarray | None]:
+def _read_sources(paths: TrainPaths, pairs: int) -> SentenceSources:
+    """Each encoded train pair's source name (`train.source` of the prepared data)."""
+    sources = read_sentence_sources(paths.prepared_dir / "train.source")
+    if len(sources) != pairs:
+        raise UserError(f"{paths.prepared_dir}/train.source has {len(sources)} lines for {pairs} "
+                        "encoded pairs; rerun the pipeline (`dvc repro`)")
+    return sources
+
+
+def _domain_control(config: TrainConfig, sources: SentenceSources | None, tokenizer: Tokenizer,
+                    train_data: ParallelData, valid_data: ParallelData) -> tuple[Domains | None, np.ndarray | None]:
     """Put domain tags on the train and valid data (valid gets the default domain's tag), and return
     the `Domains` (None without tags) and each train sentence's sampling weight (None: all 1)."""
-    if not config.domain_tags and not config.source_weights:
+    if sources is None or (not config.domain_tags and not config.source_weights):
         return None, None
-    sources = read_sentence_sources(paths.prepared_dir / "train.source")
-    if len(sources) != len(train_data):
-        raise UserError(f"{paths.prepared_dir}/train.source has {len(sources)} lines for {len(train_data)} "
-                        "encoded pairs; rerun the pipeline (`dvc repro`)")
     weights = sentence_weights(sources, config.source_weights) if config.source_weights else None
     if not config.domain_tags:
         return None, weights

@@ -56,6 +56,7 @@ TINY_PARAMS = {
     "train": {"batch_tokens": 400, "max_steps": 100, "valid_every": 50, "valid_sentences": 12,
               "learning_rate": 0.01, "warmup_steps": 10, "label_smoothing": 0.0, "bf16": False},
     "evaluate": {"beam_size": 3, "batch_size": 8, "samples": 4},
+    "backtranslation": {"enabled": False, "reverse_steps": 60, "beam_size": 2, "weight": 1.0},  # dvc.yaml names them
 }
 
 
@@ -79,7 +80,7 @@ def write_tiny_params(root: Path, **train: object) -> None:
 
 def tiny_params(**sections: dict) -> Params:
     """TINY_PARAMS with some sections' keys overridden."""
-    raw = {name: {**values, **sections.get(name, {})} for name, values in TINY_PARAMS.items()}
+    raw = {name: {**TINY_PARAMS.get(name, {}), **sections.get(name, {})} for name in {**TINY_PARAMS, **sections}}
     return parse_params(raw)
 
 
@@ -120,6 +121,47 @@ def tagged_workdir(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory)
     return root
 
 
+TOY_MONO = [ko for _, ko in toy_pairs()[5::7]]  # Korean sentences to back-translate
+ROOT = Path(__file__).parent.parent
+
+
+def write_toy_mono(mono_dir: Path) -> None:
+    mono_dir.mkdir(parents=True, exist_ok=True)
+    (mono_dir / "toy.ko").write_text("".join(line + "\n" for line in TOY_MONO), encoding="utf-8")
+
+
+def write_tiny_project(root: Path, params: dict | None = None) -> None:
+    """The repository's dvc.yaml and package in `root`, with the toy corpus, Korean text and `params`
+    (default TINY_PARAMS): `dvc init` and `dvc repro` there run the real pipeline in seconds."""
+    import shutil
+
+    import yaml
+
+    shutil.copy(ROOT / "dvc.yaml", root)
+    shutil.copytree(ROOT / "seq2seq", root / "seq2seq", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params or TINY_PARAMS))
+    write_toy_corpus(root / "data/raw")
+    write_toy_mono(root / "data/mono")
+
+
+@pytest.fixture(scope="session")
+def reverse_workdir(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny data again, with the Korean->English model trained (`models/reverse/best.pt`) and
+    Korean text to back-translate in `data/mono/toy.ko`."""
+    from seq2seq.reverse import train_reverse
+
+    root = tmp_path_factory.mktemp("reverse")
+    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        (root / part).symlink_to(tiny_workdir / part)
+    write_toy_mono(root / "data/mono")
+    paths = tiny_paths(root)
+    paths.model_dir, paths.live_dir = root / "models/reverse-run", root / "models/reverse-run/live"
+    train_reverse(tiny_params(backtranslation={"enabled": True, "reverse_steps": 100}), paths,
+                  root / "models/reverse", root / "metrics/reverse.json")
+    return root
+
+
 def tiny_paths(root: Path):
     from seq2seq.train import TrainPaths
 
@@ -129,6 +171,7 @@ def tiny_paths(root: Path):
         tokenizer_dir=root / "models/tokenizer",
         model_dir=root / "models/model",
         live_dir=root / "dvclive",
+        synthetic_dir=root / "data/backtranslated",
     )
 
 

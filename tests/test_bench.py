@@ -91,18 +91,13 @@ def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
     """Each run of a sweep file becomes a queued DVC experiment; DVC's queue runs them and
     `dvc exp show` holds each one's headline metrics."""
     import json
-    import shutil
     import time
 
     import yaml
 
-    from tests.conftest import TINY_PARAMS, write_toy_corpus
-    from tests.test_pipeline import ROOT
+    from tests.conftest import write_tiny_project
 
-    shutil.copy(ROOT / "dvc.yaml", tmp_path)
-    shutil.copytree(ROOT / "seq2seq", tmp_path / "seq2seq", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
-    write_toy_corpus(tmp_path / "data/raw")
+    write_tiny_project(tmp_path)
     sweep = {"base": {"train": {"max_steps": 20, "valid_every": 10}},
              "runs": {"short": {}, "longer": {"train": {"max_steps": 30, "source_weights": {"toy-b": 0.5}}}}}
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))

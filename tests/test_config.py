@@ -34,6 +34,11 @@ def test_missing_sections_take_defaults() -> None:
         ({"model": {"attention": "dot", "encoder_hidden_size": 256, "decoder_hidden_size": 256}}, "'dot' needs"),
         ({"train": {"max_steps_by_cpu_class": {"avx3": 10}}}, "train.max_steps_by_cpu_class.avx3: not a CPU class"),
         ({"train": {"max_steps_by_cpu_class": {"avx2": 0}}}, "train.max_steps_by_cpu_class.avx2: must be > 0"),
+        ({"train": {"word_dropout": 1.0}}, "train.word_dropout: must be in"),
+        ({"train": {"subword_alpha": -0.1}}, "train.subword_alpha: must be in"),
+        ({"backtranslation": {"search": "topk"}}, "backtranslation.search"),
+        ({"backtranslation": {"reverse_steps": 0}}, "backtranslation.reverse_steps: must be > 0"),
+        ({"backtranslation": {"weight": -1}}, "backtranslation.weight: must be >= 0"),
     ],
 )
 def test_bad_params_name_the_key(raw: dict, message: str) -> None:

@@ -1,6 +1,5 @@
 """`seq2seq import`: a TSV, a Moses pair or a TMX file becomes a source of data/raw, and `dvc repro` trains on it."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 from seq2seq.corpus_import import import_corpus
 from seq2seq.errors import UserError
-from tests.conftest import TINY_PARAMS, toy_pairs, write_toy_corpus
-from tests.test_pipeline import ROOT, dvc
+from tests.conftest import TINY_PARAMS, toy_pairs, write_tiny_project
+from tests.test_pipeline import dvc
 
 PAIRS = toy_pairs()[:5]
 CARD = """# English-Korean raw corpus
@@ -100,9 +99,7 @@ def test_bad_input_is_one_line_naming_the_file_and_nothing_is_written(tmp_path: 
 
 def test_imported_sources_train_with_dvc_repro(tmp_path: Path) -> None:
     """The three forms imported with the command as a user runs it, then the real pipeline on them."""
-    shutil.copy(ROOT / "dvc.yaml", tmp_path)
-    shutil.copytree(ROOT / "seq2seq", tmp_path / "seq2seq", ignore=shutil.ignore_patterns("__pycache__"))
-    write_toy_corpus(tmp_path / "data/raw")
+    write_tiny_project(tmp_path)
     pairs = toy_pairs()
     inputs = tmp_path / "inputs"
     inputs.mkdir()

@@ -2,10 +2,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from seq2seq.data import ParallelData, TokenArray, collate, make_batches, write_token_array
+from seq2seq.data import (
+    ParallelData,
+    TokenArray,
+    collate,
+    drop_words,
+    make_batches,
+    read_synthetic_pairs,
+    write_token_array,
+)
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer
 
 
 def test_token_array_round_trips_ids(tmp_path: Path) -> None:
@@ -64,3 +73,43 @@ def test_collate_puts_the_domain_tag_first() -> None:
     batch = collate(ParallelData(source, target, tags=np.array([100, 101])), np.array([0, 1]))
     assert batch.source.tolist() == [[100, 5, 6, 7], [101, 8, PAD_ID, PAD_ID]]
     assert batch.source_lengths.tolist() == [4, 2]
+
+
+def test_token_arrays_join_in_order() -> None:
+    joined = TokenArray.of([[5, 6], [7]]) + TokenArray.of([[], [8, 9, 10]])
+    assert [joined[i].tolist() for i in range(len(joined))] == [[5, 6], [7], [], [8, 9, 10]]
+    assert joined.lengths.tolist() == [2, 1, 0, 3]
+
+
+def test_reversed_data_swaps_the_sides_and_drops_the_tags() -> None:
+    data = ParallelData(TokenArray.of([[5, 6]]), TokenArray.of([[7]]), tags=np.array([100]))
+    swapped = data.reversed()
+    assert (swapped.source_ids(0).tolist(), swapped.target[0].tolist()) == ([7], [5, 6])
+
+
+def test_word_dropout_replaces_only_real_tokens() -> None:
+    torch.manual_seed(0)
+    source = torch.tensor([[100, 5, 6, 7, 8, 9, 10, 11], [101, 5, 6, PAD_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
+    dropped = drop_words(source.repeat(50, 1), 0.5, first_tag_id=100)
+    kept = dropped == source.repeat(50, 1)
+    assert kept[:, 0].all() and (dropped[source.repeat(50, 1) == PAD_ID] == PAD_ID).all()  # tags, padding
+    assert set(dropped[~kept].tolist()) == {UNK_ID}
+    real = (source.repeat(50, 1) != PAD_ID) & (source.repeat(50, 1) < 100)
+    assert 0.4 < (~kept).sum() / real.sum() < 0.6
+    assert torch.equal(drop_words(source, 0.0), source)
+
+
+def test_synthetic_pairs_are_read_and_checked(tiny_workdir: Path, tmp_path: Path) -> None:
+    tokenizer = load_tokenizer(tiny_workdir / "models/tokenizer")
+    assert read_synthetic_pairs(tmp_path / "none", tokenizer) is None
+    (tmp_path / "train.en").write_text("I ate bread today.\nYou read a book.\n", encoding="utf-8")
+    (tmp_path / "train.ko").write_text("나는 오늘 빵을 먹었다.\n너는 책을 읽었다.\n", encoding="utf-8")
+    pairs = read_synthetic_pairs(tmp_path, tokenizer)
+    assert len(pairs) == 2
+    assert tokenizer.target.decode(pairs.target[1].tolist()) == "너는 책을 읽었다."
+    (tmp_path / "train.ko").write_text("나는 오늘 빵을 먹었다.\n", encoding="utf-8")
+    with pytest.raises(UserError, match="2 English but 1 Korean lines; rerun the backtranslate stage"):
+        read_synthetic_pairs(tmp_path, tokenizer)
+    for name in ("train.en", "train.ko"):
+        (tmp_path / name).write_text("")
+    assert read_synthetic_pairs(tmp_path, tokenizer) is None  # back-translation off

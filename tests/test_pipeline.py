@@ -3,7 +3,6 @@
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seq2seq.checkpoint import load_model
 from seq2seq.config import load_params
 from seq2seq.prepare import check_sources
-from tests.conftest import TINY_PARAMS, write_toy_corpus
-
-ROOT = Path(__file__).parent.parent
+from tests.conftest import ROOT, TOY_MONO, write_tiny_project
 
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -28,10 +26,7 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "dvc.yaml", tmp_path)
-    shutil.copytree(ROOT / "seq2seq", tmp_path / "seq2seq", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
-    write_toy_corpus(tmp_path / "data/raw")
+    write_tiny_project(tmp_path)
     dvc("init", "--no-scm", "-q", cwd=tmp_path)
 
     dvc("repro", cwd=tmp_path)
@@ -42,7 +37,9 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     evaluation = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert evaluation["test"]["chrf"] > 50
     stages = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
-    assert set(stages) == {"prepare", "tokenizer", "encode", "train", "evaluate", "plots"}
+    assert set(stages) == {"prepare", "tokenizer", "encode", "reverse", "backtranslate", "train", "evaluate", "plots"}
+    assert (tmp_path / "models/reverse/OFF.md").exists()  # back-translation is off by default
+    assert (tmp_path / "data/backtranslated/train.en").read_text() == ""
 
     assert "up to date" in dvc("status", cwd=tmp_path).stdout
     shown = dvc("metrics", "show", cwd=tmp_path).stdout.splitlines()
@@ -59,6 +56,20 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     rerun = dvc("repro", cwd=tmp_path).stdout
     assert "Running stage 'evaluate'" in rerun and "Running stage 'train'" not in rerun
     assert "Running stage 'plots'" in rerun  # the per-source bars follow the new test scores
+
+    # Back-translation on: the reverse model trains, translates data/mono, and train reads the pairs.
+    params["backtranslation"]["enabled"] = True
+    params["train"].update(domain_tags=True, domains={"general": ["toy-a", "toy-b"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rerun = dvc("repro", cwd=tmp_path).stdout
+    for stage in ("reverse", "backtranslate", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in rerun, stage
+    assert "Running stage 'encode'" not in rerun
+    synthetic = (tmp_path / "data/backtranslated/train.ko").read_text(encoding="utf-8").splitlines()
+    assert synthetic == TOY_MONO
+    _, _, content = load_model(tmp_path / "models/model/best.pt")
+    assert content["domains"]["groups"] == {"general": ["toy-a", "toy-b"], "bt": ["bt"]}
+    assert json.loads((tmp_path / "metrics/reverse.json").read_text())["steps"] == 60
 
 
 def test_params_sources_match_the_corpus() -> None:

@@ -253,3 +253,17 @@ def test_attention_is_kept_only_when_asked_and_changes_no_output(beam_size: int)
     assert [(h.tokens, h.score) for h in plain] == [(h.tokens, h.score) for h in with_attention]
     one_by_one = [search(model, *padded([s]), beam_size)[0].tokens for s in ([4, 5, 6, 4], [6], [5, 5, 4], [4, 6])]
     assert [h.tokens for h in plain] == one_by_one  # sentences leaving the batch early change nothing for the rest
+
+
+def test_sampling_is_seeded_and_scores_what_it_draws() -> None:
+    model = random_model(3)
+    source, lengths = sources()
+    limits = max_output_lengths(lengths, 2.0)
+    draws = [greedy_search(model, source, lengths, limits, sample_with=torch.Generator().manual_seed(seed))
+             for seed in (0, 0, 1)]
+    assert [h.tokens for h in draws[0]] == [h.tokens for h in draws[1]]
+    assert [h.tokens for h in draws[0]] != [h.tokens for h in draws[2]]
+    for row, hypothesis in enumerate(draws[2]):
+        src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
+        assert hypothesis.score == pytest.approx(sequence_log_prob(model, src, length, hypothesis.tokens), abs=1e-4)
+        assert len(hypothesis.tokens) <= int(limits[row])

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,8 +15,9 @@ from seq2seq.checkpoint import average_weights, load_model, read_checkpoint
 from seq2seq.config import ConfigError, parse_params
 from seq2seq.device import AVX2_EMULATION
 from seq2seq.errors import UserError
+from seq2seq.tokenizer import EOS_ID, UNK_ID
 from seq2seq.train import learning_rate, step_starts, train
-from tests.conftest import tiny_params, tiny_paths, write_tiny_params
+from tests.conftest import DOMAIN_CONTROL, tiny_params, tiny_paths, write_tiny_params
 
 
 def test_training_learns_and_writes_outputs(tiny_workdir: Path) -> None:
@@ -331,3 +333,76 @@ def test_the_batch_fingerprint_hashes_the_corpus_in_chunks(tiny_workdir: Path, m
     digest = hashlib.sha256(b"".join(np.asarray(array).tobytes() for array in (
         data.source.offsets, data.target.offsets, data.source.ids, data.target.ids))).hexdigest()
     assert whole["encoded train data (data/encoded)"].endswith(digest)
+
+
+def write_synthetic(folder: Path, pairs: list[tuple[str, str]]) -> None:
+    folder.mkdir(parents=True)
+    for index, lang in enumerate(("en", "ko")):
+        (folder / f"train.{lang}").write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
+
+
+def test_synthetic_pairs_join_with_their_tag_and_weight(tiny_workdir: Path, tmp_path: Path) -> None:
+    from seq2seq.train import TrainingData
+
+    paths = tiny_paths(tiny_workdir)
+    paths.synthetic_dir = tmp_path / "bt"
+    write_synthetic(paths.synthetic_dir, [("We ate bread.", "우리는 빵을 먹었다."), ("They read.", "그들은 읽었다.")])
+    config = tiny_params(train=DOMAIN_CONTROL).train
+    plain, joined = TrainingData.load(config, tiny_paths(tiny_workdir)), TrainingData.load(config, paths, False, 2.5)
+    assert len(joined.train) == len(plain.train) + 2
+    assert list(joined.domains.groups) == ["general", "technical", "bt"]  # the new tag after the others
+    bt_tag = joined.domains.tag_id("bt")
+    assert joined.domains.piece(bt_tag) == "<bt>"
+    assert joined.train.tags[-2:].tolist() == [bt_tag, bt_tag] and bt_tag not in joined.train.tags[:-2]
+    assert joined.weights[-2:].tolist() == [2.5, 2.5]
+    assert np.array_equal(joined.weights[:-2], plain.weights)
+    assert joined.tokenizer.target.decode(joined.train.target[len(plain.train)].tolist()) == "우리는 빵을 먹었다."
+    assert joined.source_vocab_size == plain.source_vocab_size + 1
+    reverse = TrainingData.load(config, paths, reverse=True)  # the reverse model never reads synthetic pairs
+    assert len(reverse.train) == len(plain.train)
+
+
+def test_a_model_trained_with_back_translation_knows_the_bt_tag(tiny_workdir: Path, tmp_path: Path) -> None:
+    copy_data(tiny_workdir, tmp_path)
+    paths = tiny_paths(tmp_path)
+    paths.synthetic_dir = tmp_path / "data/backtranslated"
+    write_synthetic(paths.synthetic_dir, [("We ate bread.", "우리는 빵을 먹었다.")])
+    train(tiny_params(train={**DOMAIN_CONTROL, "max_steps": 2, "average_checkpoints": 0}), paths)
+    _, _, content = load_model(paths.model_dir / "best.pt")
+    assert content["domains"]["groups"]["bt"] == ["bt"]
+    assert content["domains"]["default"] == "general"  # translation reads human-like input
+
+
+def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_workdir: Path, tmp_path: Path
+                                                                        ) -> None:
+    from seq2seq.data import collate
+    from seq2seq.train import Trainer
+
+    copy_data(tiny_workdir, tmp_path)
+    noises = {"plain": {}, "dropout": {"word_dropout": 0.3}, "sampled": {"subword_alpha": 0.1}}
+    trainers = {name: Trainer(tiny_params(train={**DOMAIN_CONTROL, **noise}), tiny_paths(tmp_path), resume=False)
+                for name, noise in noises.items()}
+    data, tokenizer = trainers["plain"].data.train, trainers["plain"].data.tokenizer
+    indices = np.arange(40)
+    exact = collate(data, indices)
+    assert torch.equal(trainers["plain"]._training_batch(indices).source, exact.source)
+
+    dropped = trainers["dropout"]._training_batch(indices)
+    assert (dropped.source == UNK_ID).any() and not (exact.source == UNK_ID).any()
+    assert dropped.source[:, 0].tolist() == exact.source[:, 0].tolist()  # the domain tags stay
+    assert torch.equal(dropped.target_output, exact.target_output)
+
+    sampled = trainers["sampled"]._training_batch(indices)
+    assert sampled.source.tolist() != exact.source.tolist()  # other segmentations ...
+    sources = [row[1:length] for row, length in zip(sampled.source.tolist(), sampled.source_lengths.tolist(),
+                                                     strict=True)]
+    assert tokenizer.source.decode(sources) == tokenizer.source.decode([data.source[i].tolist() for i in indices])
+    targets = [row[: row.index(EOS_ID)] for row in sampled.target_output.tolist()]
+    assert tokenizer.target.decode(targets) == tokenizer.target.decode([data.target[i].tolist() for i in indices])
+
+    # Validation reads the plain data whatever the noise settings: the same model scores the same.
+    for name in ("dropout", "sampled"):
+        trainers[name].model.load_state_dict(trainers["plain"].model.state_dict())
+        assert trainers[name]._validate_model() == trainers["plain"]._validate_model()
+    for trainer in trainers.values():
+        trainer.reporter.close()

@@ -1,0 +1,79 @@
+"""Stage `backtranslate`: Korean monolingual text becomes synthetic training pairs.
+
+Back-translation (Sennrich et al. 2016): the reverse model, Korean->English (stage `reverse`,
+`seq2seq.reverse`), translates the Korean sentences of `data/mono/*.ko` into English. The forward model then trains on
+those pairs as one more source, `bt`, with a domain tag of its own, `<bt>` (tagged back-translation,
+Caswell et al. 2019), so it can tell machine-made English from human English, and with the sampling
+weight `backtranslation.weight`.
+
+With `backtranslation.enabled: false` this stage writes empty files, in a second, and the forward
+model trains on the parallel data alone.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from seq2seq.checkpoint import load_model
+from seq2seq.config import BacktranslationConfig
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_dir
+from seq2seq.prepare import normalize
+from seq2seq.search import translate_ids
+from seq2seq.tokenizer import batched
+
+CHUNK = 1024  # sentences translated between two progress updates
+
+
+def read_monolingual(mono_dir: Path, max_sentences: int = 0, seed: int = 1234) -> list[str]:
+    """The non-empty lines of `mono_dir/*.ko` (files in name order), normalised as the parallel
+    data is; with `max_sentences`, a seeded sample of that many, in file order."""
+    files = sorted(mono_dir.glob("*.ko"))
+    if not files:
+        raise UserError(f"no *.ko files in {mono_dir}/: put Korean text there, one sentence a line "
+                        "(`dvc pull data/mono.dvc` fetches the project's)")
+    sentences = [text for path in files for line in path.open(encoding="utf-8") if (text := normalize(line))]
+    if 0 < max_sentences < len(sentences):
+        keep = sorted(random.Random(seed).sample(range(len(sentences)), max_sentences))
+        sentences = [sentences[i] for i in keep]
+    return sentences
+
+
+def backtranslate(mono_dir: Path, reverse_dir: Path, out_dir: Path, config: BacktranslationConfig,
+                  device: str = "cpu") -> dict:
+    """Translate the Korean sentences of `mono_dir` into English with `reverse_dir/best.pt`; write the
+    pairs to `out_dir/train.en` (machine English) and `train.ko` (empty files when off). Returns counts and speed."""
+    if not config.enabled:
+        with atomic_dir(out_dir) as temp:
+            for name in ("train.en", "train.ko"):
+                (temp / name).touch()
+        return {"enabled": False, "pairs": 0}
+    model_path = reverse_dir / "best.pt"
+    if not model_path.exists():
+        raise UserError(f"{model_path} not found: train the reverse model first (`dvc repro reverse`)")
+    korean = read_monolingual(mono_dir, config.max_sentences, config.seed)
+    model, tokenizer, content = load_model(model_path, device)
+    limit = content.get("max_source_length") or 200
+    generator = torch.Generator().manual_seed(config.seed) if config.search == "sampling" else None
+    beam_size = config.beam_size if config.search == "beam" else 1
+    english: list[str] = []
+    started = time.perf_counter()
+    with tqdm(total=len(korean), unit="sentence", desc="backtranslate", mininterval=5) as bar:
+        for chunk in batched(korean, CHUNK):
+            ids = [sequence[:limit] for sequence in tokenizer.encode_source(chunk)]
+            found = translate_ids(model, ids, beam_size=beam_size, length_penalty=config.length_penalty,
+                                  device=device, never_emitted=tokenizer.never_emitted(), sample_with=generator)
+            english += tokenizer.decode_target([hypothesis.tokens for hypothesis in found])
+            bar.update(len(chunk))
+    seconds = time.perf_counter() - started
+    pairs = [(en, ko) for en, ko in zip(english, korean, strict=True) if en.strip()]
+    with atomic_dir(out_dir) as temp:
+        for index, name in enumerate(("train.en", "train.ko")):
+            (temp / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
+    return {"enabled": True, "pairs": len(pairs), "seconds": round(seconds, 1),
+            "sentences_per_second": round(len(korean) / seconds, 1)}
