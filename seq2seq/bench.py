@@ -375,12 +375,6 @@ class OverloadResult:
         return [t for t, status in zip(self.latencies, self.statuses, strict=True) if status == 200]
 
 
-def resident_mib(pid: int) -> float:
-    """Resident memory of process `pid`, in MiB (Linux)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
-
-
 def overload_test(url: str, sentences: list[str], rate: float, seconds: float, answer_timeout: float,
                   server_pid: int) -> OverloadResult:
     """Open loop, as users arrive: a request every 1/`rate` s for `seconds`, each on its own
@@ -406,7 +400,9 @@ def overload_test(url: str, sentences: list[str], rate: float, seconds: float, a
 
         async def watch_memory() -> None:
             while not finished.is_set():
-                memory.append(resident_mib(server_pid))
+                reading = memory_mib(server_pid)
+                if reading is not None:
+                    memory.append(reading[0])
                 await asyncio.sleep(0.5)
 
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)

@@ -39,7 +39,8 @@ class _Group(click.Group):
 def main() -> None:
     """English→Korean neural machine translation: an RNN encoder-decoder with attention.
 
-    The stages run in order (dvc repro runs them all): prepare, tokenizer, encode, train, evaluate.
+    The stages run in order (dvc repro runs them all): prepare, tokenizer, encode, reverse and
+    backtranslate (back-translation, off by default), train, evaluate, plots.
     """
 
 

@@ -71,11 +71,11 @@ def machine_description(device: torch.device) -> dict[str, str]:
     return description
 
 
-def memory_mib() -> tuple[float, float] | None:
-    """This process's resident memory now and at its peak, in MiB; None where the system does not
-    say (the reading comes from /proc, so Linux only)."""
+def memory_mib(pid: int | str = "self") -> tuple[float, float] | None:
+    """The resident memory of this process (or of process `pid`) now and at its peak, in MiB; None
+    where the system does not say (the reading comes from /proc, so Linux only)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             fields = dict(line.split(":", 1) for line in status if line.startswith(("VmRSS", "VmHWM")))
     except OSError:
         return None

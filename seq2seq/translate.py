@@ -204,17 +204,17 @@ class Translator:
             results[index] = hypothesis
         return results
 
-    def _paragraphs(self, texts: list[str]) -> list[tuple[list[str], list[str]]]:
-        """Each text's sentences and layout (`split_sentences`); without splitting, the text whole."""
-        if self.split_sentences:
-            return [split_sentences(text) for text in texts]
-        return [([text], ["", ""]) for text in texts]
+    def _paragraphs(self, texts: list[str]) -> tuple[list[tuple[list[str], list[str]]], list[str]]:
+        """Each text's sentences and layout (`split_sentences`; without splitting, the text whole),
+        and all the texts' sentences in one list."""
+        paragraphs = [split_sentences(text) for text in texts] if self.split_sentences else [
+            ([text], ["", ""]) for text in texts]
+        return paragraphs, [sentence for found, _ in paragraphs for sentence in found]
 
     def translate(self, texts: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
         """Korean translations, one per input text, in order; `tag_ids` gives each text its domain tag.
         The sentences of all the texts are translated together, batched by length."""
-        paragraphs = self._paragraphs(texts)
-        sentences = [sentence for found, _ in paragraphs for sentence in found]
+        paragraphs, sentences = self._paragraphs(texts)
         sentence_tags = None if tag_ids is None else [
             tag for tag, (found, _) in zip(tag_ids, paragraphs, strict=True) for _ in found]
         hypotheses = self.hypotheses(sentences, first_number, sentence_tags)
@@ -237,8 +237,7 @@ class Translator:
         given; with `attention`, also the source and output pieces and each output's (output, source)
         weights. A text of several sentences gets their pieces one after the other and their weights
         as blocks on the diagonal: each sentence's output attends to its own source only."""
-        paragraphs = self._paragraphs(texts)
-        sentences = [sentence for found, _ in paragraphs for sentence in found]
+        paragraphs, sentences = self._paragraphs(texts)
         parts = iter(self._translate_sentences_detailed(sentences, beam_size, attention, domain))
         results = []
         for found, layout in paragraphs:

@@ -18,6 +18,7 @@ def test_memory_readings_follow_an_allocation() -> None:
     before, _ = memory_mib()
     block = bytearray(256 << 20)  # zero-filled: every page is written
     holding, peak = memory_mib()
+    assert memory_mib(os.getpid())[0] == pytest.approx(holding, abs=2)  # another process's reading, by pid
     del block
     after, peak_after = memory_mib()
     assert 240 < holding - before < 280

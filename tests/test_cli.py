@@ -6,9 +6,9 @@ from click.testing import CliRunner
 
 from seq2seq.cli import main
 
-COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["train"], ["evaluate"], ["translate"], ["serve"], ["plots"],
-            ["bench"], ["bench", "train"], ["bench", "memory"], ["bench", "scale"], ["bench", "step"],
-            ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
+COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["reverse"], ["backtranslate"], ["train"], ["evaluate"],
+            ["translate"], ["serve"], ["plots"], ["bench"], ["bench", "train"], ["bench", "memory"], ["bench", "scale"],
+            ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")
@@ -50,3 +50,13 @@ def test_output_path_under_a_file_is_one_line(tmp_path, monkeypatch, command: st
     assert result.exit_code == 1, result.output
     assert result.stderr == f"error: cannot write {target}: file is a file, not a folder\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "params.yaml"]
+
+
+def test_backtranslation_without_a_reverse_model_is_one_line(tmp_path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("backtranslation:\n  enabled: true\n")
+    result = CliRunner().invoke(main, ["backtranslate", "--params", str(params), "--reverse", str(tmp_path / "none"),
+                                       "--out", str(tmp_path / "bt")])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and "dvc repro reverse" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bt").exists()
