@@ -1,10 +1,10 @@
 """Stage `backtranslate`: Korean monolingual text becomes synthetic training pairs.
 
 Back-translation (Sennrich et al. 2016): the reverse model, Korean->English (stage `reverse`,
-`seq2seq.reverse`), translates the Korean sentences of `data/mono/*.ko` into English. The forward model then trains on
-those pairs as one more source, `bt`, with a domain tag of its own, `<bt>` (tagged back-translation,
-Caswell et al. 2019), so it can tell machine-made English from human English, and with the sampling
-weight `backtranslation.weight`.
+`seq2seq.reverse`), translates the Korean sentences of `data/mono/*.ko` into English. The forward
+model then trains on those pairs as one more source, `bt`, with a domain tag of its own, `<bt>`
+(tagged back-translation, Caswell et al. 2019), so it can tell machine-made English from human
+English, and with the sampling weight `backtranslation.weight`.
 
 With `backtranslation.enabled: false` this stage writes empty files, in a second, and the forward
 model trains on the parallel data alone.
@@ -37,7 +37,8 @@ def read_monolingual(mono_dir: Path, max_sentences: int = 0, seed: int = 1234) -
     if not files:
         raise UserError(f"no *.ko files in {mono_dir}/: put Korean text there, one sentence a line "
                         "(`dvc pull data/mono.dvc` fetches the project's)")
-    sentences = [text for path in files for line in path.open(encoding="utf-8") if (text := normalize(line))]
+    lines = (line for path in files for line in path.read_text(encoding="utf-8").splitlines())
+    sentences = [text for line in lines if (text := normalize(line))]
     if 0 < max_sentences < len(sentences):
         keep = sorted(random.Random(seed).sample(range(len(sentences)), max_sentences))
         sentences = [sentences[i] for i in keep]
