@@ -200,7 +200,7 @@ class BacktranslationConfig:
     search: Literal["beam", "greedy", "sampling"] = "beam"
     beam_size: int = 5
     length_penalty: float = 1.0
-    max_sentences: int = 0  # translate the first N monolingual sentences; 0: all
+    max_sentences: int = 0  # translate a seeded sample of N monolingual sentences; 0: all
     weight: float = 1.0  # expected copies of each synthetic pair per epoch (as train.source_weights)
     seed: int = 1234  # of the sampling search
 
