@@ -46,35 +46,41 @@ def read_monolingual(mono_dir: Path, max_sentences: int = 0, seed: int = 1234) -
 
 
 def backtranslate(mono_dir: Path, reverse_dir: Path, out_dir: Path, config: BacktranslationConfig,
-                  device: str = "cpu") -> dict:
+                  device: torch.device | str = "cpu") -> dict:
     """Translate the Korean sentences of `mono_dir` into English with `reverse_dir/best.pt`; write the
     pairs to `out_dir/train.en` (machine English) and `train.ko` (empty files when off). Returns counts and speed."""
-    if not config.enabled:
-        with atomic_dir(out_dir) as temp:
-            for name in ("train.en", "train.ko"):
-                (temp / name).touch()
-        return {"enabled": False, "pairs": 0}
-    model_path = reverse_dir / "best.pt"
-    if not model_path.exists():
-        raise UserError(f"{model_path} not found: train the reverse model first (`dvc repro reverse`)")
-    korean = read_monolingual(mono_dir, config.max_sentences, config.seed)
+    pairs: list[tuple[str, str]] = []
+    stats: dict = {"enabled": config.enabled}
+    if config.enabled:
+        model_path = reverse_dir / "best.pt"
+        if not model_path.exists():
+            raise UserError(f"{model_path} not found: train the reverse model first (`dvc repro reverse`)")
+        korean = read_monolingual(mono_dir, config.max_sentences, config.seed)
+        started = time.perf_counter()
+        english = translate_korean(korean, model_path, config, device)
+        seconds = time.perf_counter() - started
+        pairs = [(en, ko) for en, ko in zip(english, korean, strict=True) if en.strip()]
+        stats.update(seconds=round(seconds, 1), sentences_per_second=round(len(korean) / seconds, 1))
+    with atomic_dir(out_dir) as temp:
+        for index, name in enumerate(("train.en", "train.ko")):
+            (temp / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
+    return {**stats, "pairs": len(pairs)}
+
+
+def translate_korean(korean: list[str], model_path: Path, config: BacktranslationConfig,
+                     device: torch.device | str) -> list[str]:
+    """English for each Korean sentence, by the reverse model at `model_path`, with progress."""
     model, tokenizer, content = load_model(model_path, device)
     limit = content.get("max_source_length") or 200
+    never_emitted = tokenizer.never_emitted()
     generator = torch.Generator().manual_seed(config.seed) if config.search == "sampling" else None
     beam_size = config.beam_size if config.search == "beam" else 1
     english: list[str] = []
-    started = time.perf_counter()
     with tqdm(total=len(korean), unit="sentence", desc="backtranslate", mininterval=5) as bar:
         for chunk in batched(korean, CHUNK):
             ids = [sequence[:limit] for sequence in tokenizer.encode_source(chunk)]
             found = translate_ids(model, ids, beam_size=beam_size, length_penalty=config.length_penalty,
-                                  device=device, never_emitted=tokenizer.never_emitted(), sample_with=generator)
+                                  device=device, never_emitted=never_emitted, sample_with=generator)
             english += tokenizer.decode_target([hypothesis.tokens for hypothesis in found])
             bar.update(len(chunk))
-    seconds = time.perf_counter() - started
-    pairs = [(en, ko) for en, ko in zip(english, korean, strict=True) if en.strip()]
-    with atomic_dir(out_dir) as temp:
-        for index, name in enumerate(("train.en", "train.ko")):
-            (temp / name).write_text("".join(pair[index] + "\n" for pair in pairs), encoding="utf-8")
-    return {"enabled": True, "pairs": len(pairs), "seconds": round(seconds, 1),
-            "sentences_per_second": round(len(korean) / seconds, 1)}
+    return english

@@ -31,12 +31,11 @@ def train_reverse(params: Params, paths: TrainPaths, out_dir: Path, summary_path
     """Train the Korean->English model in `paths.model_dir` (checkpoints, `--resume`), then copy its
     best.pt to `out_dir`; off, write only `out_dir/OFF.md`. Writes and returns a summary."""
     summary: dict = {"enabled": params.backtranslation.enabled}
-    if params.backtranslation.enabled:
-        progress = train(reverse_params(params), paths, resume=resume, reverse=True)
-        summary.update(steps=progress.step, best_step=progress.best_step, best_valid_chrf=round(progress.best_chrf, 2),
-                       minutes=round(progress.seconds / 60, 2))
     with atomic_dir(out_dir) as temp:
         if params.backtranslation.enabled:
+            progress = train(reverse_params(params), paths, resume=resume, reverse=True)
+            summary.update(steps=progress.step, best_step=progress.best_step,
+                           best_valid_chrf=round(progress.best_chrf, 2), minutes=round(progress.seconds / 60, 2))
             shutil.copyfile(paths.model_dir / "best.pt", temp / "best.pt")
         else:
             (temp / "OFF.md").write_text(OFF_NOTE, encoding="utf-8")

@@ -102,6 +102,13 @@ def tiny_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def link_tiny_data(source: Path, target: Path) -> None:
+    """Symlink `source`'s prepared and encoded data and tokenizer into `target`, to train there again."""
+    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
+        (target / part).symlink_to(source / part)
+
+
 DOMAIN_CONTROL = {"domain_tags": True, "default_domain": "general",
                   "domains": {"general": ["toy-a"], "technical": ["toy-b"]}, "source_weights": {"toy-b": 0.5},
                   "average_checkpoints": 2}
@@ -114,9 +121,7 @@ def tagged_workdir(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory)
     from seq2seq.train import train
 
     root = tmp_path_factory.mktemp("tagged")
-    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
-        (root / part).parent.mkdir(parents=True, exist_ok=True)
-        (root / part).symlink_to(tiny_workdir / part)
+    link_tiny_data(tiny_workdir, root)
     train(tiny_params(train=DOMAIN_CONTROL, model={"position_index": "relative"}), tiny_paths(root))
     return root
 
@@ -151,9 +156,7 @@ def reverse_workdir(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory
     from seq2seq.reverse import train_reverse
 
     root = tmp_path_factory.mktemp("reverse")
-    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
-        (root / part).parent.mkdir(parents=True, exist_ok=True)
-        (root / part).symlink_to(tiny_workdir / part)
+    link_tiny_data(tiny_workdir, root)
     write_toy_mono(root / "data/mono")
     paths = tiny_paths(root)
     paths.model_dir, paths.live_dir = root / "models/reverse-run", root / "models/reverse-run/live"

@@ -14,9 +14,8 @@ import torch
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.data import ParallelData, make_batches
 from seq2seq.train import Distributed, train
-from tests.conftest import tiny_params, tiny_paths, write_tiny_params
+from tests.conftest import link_tiny_data, tiny_params, tiny_paths, write_tiny_params
 from tests.ddp_gradients import global_batch_gradients
-from tests.test_train import copy_data
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.xdist_group("torchrun")  # one torchrun at a time: each takes a free port and two cores
@@ -41,7 +40,7 @@ def test_first_step_gradients_equal_one_process_on_the_global_batch(tiny_workdir
 @pytest.mark.parametrize("nproc_from_params", [False, True], ids=["torchrun", "train.nproc"])
 def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path, tmp_path: Path,
                                                              nproc_from_params: bool) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path, max_steps=10, valid_every=5, nproc=2 if nproc_from_params else 1)
     if nproc_from_params:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -70,7 +69,7 @@ def test_two_process_training_writes_once_and_resumes_on_one(tiny_workdir: Path,
 def test_resume_one_to_two_to_one_process(tiny_workdir: Path, tmp_path: Path, first_steps: int) -> None:
     """1 process for `first_steps` steps, 2 processes to step 10 (past the end of epoch 0), 1 process to
     step 12. From an odd position rank 1 used to index past the end of the epoch's batch list."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     params = tiny_params()
     data = ParallelData.open(tmp_path / "data/encoded", "train")
     batch_count = len(make_batches(data.source.lengths, data.target.lengths, params.train.batch_tokens,
@@ -116,7 +115,7 @@ def test_a_stop_signal_to_a_two_process_train_stops_every_process_and_resumes(ti
                                                                             ctrl_c: bool) -> None:
     """`kill PID` of `seq2seq train` with train.nproc 2 (as a scheduler does), or Ctrl-C in its terminal,
     reaches torchrun and both workers: they save last.pt once, at a step boundary, and none is left running."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path, max_steps=100_000, valid_every=5, nproc=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, env=env,

@@ -17,7 +17,7 @@ from seq2seq.device import AVX2_EMULATION
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import EOS_ID, UNK_ID
 from seq2seq.train import learning_rate, step_starts, train
-from tests.conftest import DOMAIN_CONTROL, tiny_params, tiny_paths, write_tiny_params
+from tests.conftest import DOMAIN_CONTROL, link_tiny_data, tiny_params, tiny_paths, write_tiny_params
 
 
 def test_training_learns_and_writes_outputs(tiny_workdir: Path) -> None:
@@ -42,7 +42,7 @@ def test_metrics_record_the_machine(tiny_workdir: Path) -> None:
 def test_metrics_record_the_peak_memory(tiny_workdir: Path, tmp_path: Path) -> None:
     """The recorded peak is the training process's own: a process that only trains reads its peak
     after training, and finds the recorded one a little below it (dvclive's last writes come after)."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path, max_steps=6, valid_every=3)
     code = ("from seq2seq.config import load_params; from seq2seq.device import memory_mib; "
             "from seq2seq.train import train; train(load_params()); print(memory_mib()[1])")
@@ -84,15 +84,9 @@ def test_plateau_halvings_stop_at_the_floor() -> None:
         parse_params({"train": {**plateau, "min_learning_rate": 0.1}})
 
 
-def copy_data(source: Path, target: Path) -> None:
-    for part in ("data/encoded", "data/prepared", "models/tokenizer"):
-        (target / part).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(source / part, target / part)
-
-
 def test_a_second_run_writes_the_same_best_pt(tiny_workdir: Path, tmp_path: Path) -> None:
     """On one machine (CPU model, torch version, threads) training is byte-reproducible; see README."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(), tiny_paths(tmp_path))
     assert (tmp_path / "models/model/best.pt").read_bytes() == (tiny_workdir / "models/model/best.pt").read_bytes()
 
@@ -101,7 +95,7 @@ def test_resume_continues_exactly(tiny_workdir: Path, tmp_path: Path) -> None:
     """Stopping after k steps and resuming gives the same parameters as an uninterrupted run."""
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     for root in (straight, stopped):
-        copy_data(tiny_workdir, root)
+        link_tiny_data(tiny_workdir, root)
     dropout = {"dropout": 0.3}  # so that the random generator state matters
     train(tiny_params(train={"valid_every": 7, "max_steps": 45}, model=dropout), tiny_paths(straight))
     train(tiny_params(train={"valid_every": 7, "max_steps": 21}, model=dropout), tiny_paths(stopped))
@@ -118,7 +112,7 @@ def test_resume_continues_exactly(tiny_workdir: Path, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path, max_steps=100_000, valid_every=5)
     process = subprocess.Popen([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -144,7 +138,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
 def test_steps_follow_the_cpu_class_and_are_printed_and_recorded(tiny_workdir: Path, tmp_path: Path) -> None:
     """On an (emulated) AVX2 CPU the train stage takes train.max_steps_by_cpu_class.avx2, says so at
     the start, and records the class and the steps in dvclive/metrics.json."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path, max_steps=12, max_steps_by_cpu_class={"avx2": 6, "bf16": 8}, valid_every=3)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, env={**os.environ, **AVX2_EMULATION})
@@ -157,7 +151,7 @@ def test_steps_follow_the_cpu_class_and_are_printed_and_recorded(tiny_workdir: P
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
@@ -189,7 +183,7 @@ def test_domain_tags_reach_the_encoder_and_snapshots_are_averaged(tagged_workdir
 
 
 def test_max_minutes_stops_at_a_step_boundary(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     progress = train(tiny_params(train={"max_minutes": 1e-9, "max_steps": 1000}), tiny_paths(tmp_path))
     assert progress.step == 1 and [h["step"] for h in progress.history] == [1]  # validated where it stopped
 
@@ -209,7 +203,7 @@ def test_steps_after_a_change_of_world_size_stay_in_the_batch_list(saved_world: 
 
 
 def test_resume_refuses_changed_batch_settings(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
     last = tmp_path / "models/model/last.pt"
     before = last.read_bytes()
@@ -225,7 +219,7 @@ def test_resume_refuses_changed_batch_settings(tiny_workdir: Path, tmp_path: Pat
 
 
 def test_resume_refuses_other_encoded_data(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
     encoded = tmp_path / "data/encoded"
     encoded.unlink()
@@ -241,7 +235,7 @@ def test_resume_refuses_other_encoded_data(tiny_workdir: Path, tmp_path: Path) -
 def test_a_fresh_run_does_not_average_an_earlier_run_snapshots(tiny_workdir: Path, tmp_path: Path) -> None:
     import shutil
 
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     (tmp_path / "models/model").mkdir(parents=True)
     shutil.copy(tiny_workdir / "models/model/best.pt", tmp_path / "models/model/step-999999.pt")
     train(tiny_params(train={"max_steps": 2, "valid_every": 1, "average_checkpoints": 2}), tiny_paths(tmp_path))
@@ -259,7 +253,7 @@ def rewrite_checkpoint(path: Path, change) -> None:
 def test_resume_keeps_a_best_pt_better_than_any_single_model(tiny_workdir: Path, tmp_path: Path) -> None:
     """An average that became best.pt is only beaten by a better validation, even though last.pt
     recorded the best single score (here made worse than any, so that any validation would win it)."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
     best, last = tmp_path / "models/model/best.pt", tmp_path / "models/model/last.pt"
     rewrite_checkpoint(best, lambda content: content["summary"].update(valid_chrf=99.0, averaged_snapshots=2))
@@ -281,7 +275,7 @@ def test_snapshots_are_kept_by_step_not_by_name(tmp_path: Path) -> None:
 
 def test_max_minutes_counts_from_the_resume(tiny_workdir: Path, tmp_path: Path) -> None:
     """A resumed run gets train.max_minutes of its own, whatever the earlier runs took."""
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(train={"max_steps": 3, "valid_every": 50}), tiny_paths(tmp_path))
     last = tmp_path / "models/model/last.pt"
     rewrite_checkpoint(last, lambda content: content["training_state"]["progress"].update(seconds=10_000.0))
@@ -292,7 +286,7 @@ def test_max_minutes_counts_from_the_resume(tiny_workdir: Path, tmp_path: Path) 
 
 
 def test_a_default_domain_without_training_sentences_stops_training(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     domains = {"domain_tags": True, "default_domain": "general",
                "domains": {"general": ["toy-valid"], "other": ["toy-a", "toy-b"]}}
     with pytest.raises(UserError, match="train.default_domain 'general' has no training sentences"):
@@ -363,7 +357,7 @@ def test_synthetic_pairs_join_with_their_tag_and_weight(tiny_workdir: Path, tmp_
 
 
 def test_a_model_trained_with_back_translation_knows_the_bt_tag(tiny_workdir: Path, tmp_path: Path) -> None:
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     paths = tiny_paths(tmp_path)
     paths.synthetic_dir = tmp_path / "data/backtranslated"
     write_synthetic(paths.synthetic_dir, [("We ate bread.", "우리는 빵을 먹었다.")])
@@ -378,7 +372,7 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
     from seq2seq.data import collate
     from seq2seq.train import Trainer
 
-    copy_data(tiny_workdir, tmp_path)
+    link_tiny_data(tiny_workdir, tmp_path)
     noises = {"plain": {}, "dropout": {"word_dropout": 0.3}, "sampled": {"subword_alpha": 0.1}}
     trainers = {name: Trainer(tiny_params(train={**DOMAIN_CONTROL, **noise}), tiny_paths(tmp_path), resume=False)
                 for name, noise in noises.items()}
