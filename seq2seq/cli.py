@@ -121,11 +121,13 @@ _TRAIN_PATHS = {"--encoded": ("encoded_dir", paths.ENCODED), "--prepared": ("pre
                 "--live": ("live_dir", paths.LIVE), "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED)}
 
 
-def _train_path_options(**defaults: Path) -> Callable[[Callable], Callable]:
-    """A decorator adding an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) to a click
-    command; `defaults` (by name) replace theirs."""
+def _train_path_options(skip: tuple[str, ...] = (), **defaults: Path) -> Callable[[Callable], Callable]:
+    """A decorator adding an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) but those named
+    in `skip` to a click command; `defaults` (by name) replace theirs."""
     def add(command: Callable) -> Callable:
         for option, (name, default) in reversed(_TRAIN_PATHS.items()):
+            if name in skip:
+                continue
             command = click.option(option, name, type=click.Path(path_type=Path),
                                    default=defaults.get(name, default), show_default=True)(command)
         return command
@@ -199,7 +201,7 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=paths.REVERSE_SUMMARY,
               show_default=True)
-@_train_path_options(model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
+@_train_path_options(skip=("synthetic_dir",), model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
 def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, **dirs: Path) -> None:
     """Train the Korean->English model for back-translation (when backtranslation.enabled)."""
     from seq2seq.config import load_params

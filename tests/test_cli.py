@@ -18,6 +18,11 @@ def test_help(command: list[str]) -> None:
     assert "Usage:" in result.output
 
 
+def test_only_the_forward_model_reads_synthetic_pairs() -> None:
+    assert "--synthetic" in CliRunner().invoke(main, ["train", "--help"]).output
+    assert "--synthetic" not in CliRunner().invoke(main, ["reverse", "--help"]).output
+
+
 def test_module_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "seq2seq", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "translate" in result.stdout
