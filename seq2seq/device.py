@@ -20,8 +20,8 @@ def pick_device(name: str) -> torch.device:
 
 CPU_CLASS_DESCRIPTIONS = {  # the names are config.CPU_CLASSES
     "avx2": "float32; no AVX-512 and no native bf16: AVX2, older or not x86",
-    "avx512": "float32; AVX-512 without native bf16",
-    "bf16": "native bf16, AVX512-BF16 or AMX; bf16 autocast where train.bf16 is true",
+    "avx512": "float32; AVX-512 without AMX, with or without AVX512-BF16",
+    "bf16": "AMX, native bf16 matrix units; bf16 autocast where train.bf16 is true",
 }
 
 # Emulates the avx2 class on a newer x86 CPU: torch's own kernels (ATen), oneDNN's and MKL's
@@ -33,13 +33,15 @@ def cpu_class() -> str:
     """Which of `CPU_CLASS_DESCRIPTIONS` this CPU is, as torch's kernels see it (so an emulation counts).
 
     Training speed differs most between these classes (a 2-core AMD EPYC with AVX2 alone trained the
-    old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
-    its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class").
+    old default at 3,300 target tokens/s, an Intel Xeon with AMX at 13,400), so the train stage picks
+    its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class"). AVX512-BF16
+    without AMX is not enough for bf16: on an Intel Xeon whose AMX the hypervisor hides, bf16
+    autocast trained at 0.66x the float32 speed, so such CPUs train in float32, as class avx512.
     """
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
         return "avx2"
-    return "bf16" if torch.cpu._is_avx512_bf16_supported() else "avx512"
+    return "bf16" if torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported() else "avx512"
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from seq2seq.bench import bench_memory
 from seq2seq.config import CPU_CLASSES
@@ -57,6 +58,21 @@ def test_cpu_class_follows_the_kernels_torch_uses(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=True)
     assert emulated.stdout.strip() == "avx2"
     assert cpu_class() in CPU_CLASSES
+
+
+@pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "expected"), [
+    ("AVX2", True, True, "avx2"),        # emulated: torch's kernels decide
+    ("AVX512", False, False, "avx512"),  # Intel Xeon Skylake to Ice Lake
+    ("AVX512", True, False, "avx512"),   # AMD Zen 4, or a Xeon whose AMX is hidden: float32 is faster
+    ("AVX512", True, True, "bf16"),      # Intel Xeon Sapphire Rapids and later
+])
+def test_only_amx_makes_the_bf16_class(monkeypatch: pytest.MonkeyPatch, capability: str, avx512_bf16: bool,
+                                       amx: bool, expected: str) -> None:
+    """The class follows the CPU's features (probes set here; the real ones are read above)."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert cpu_class() == expected
 
 
 def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:
