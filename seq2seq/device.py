@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -20,8 +21,8 @@ def pick_device(name: str) -> torch.device:
 
 CPU_CLASS_DESCRIPTIONS = {  # the names are config.CPU_CLASSES
     "avx2": "float32; no AVX-512 and no native bf16: AVX2, older or not x86",
-    "avx512": "float32; AVX-512 without AMX, with or without AVX512-BF16",
-    "bf16": "AMX, native bf16 matrix units; bf16 autocast where train.bf16 is true",
+    "avx512": "float32; AVX-512 without fast bf16 (an Intel CPU without AMX)",
+    "bf16": "fast native bf16: AMX, or AVX512-BF16 on AMD; bf16 autocast where train.bf16 is true",
 }
 
 # Emulates the avx2 class on a newer x86 CPU: torch's own kernels (ATen), oneDNN's and MKL's
@@ -33,15 +34,36 @@ def cpu_class() -> str:
     """Which of `CPU_CLASS_DESCRIPTIONS` this CPU is, as torch's kernels see it (so an emulation counts).
 
     Training speed differs most between these classes (a 2-core AMD EPYC with AVX2 alone trained the
-    old default at 3,300 target tokens/s, an Intel Xeon with AMX at 13,400), so the train stage picks
+    old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
     its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class"). AVX512-BF16
-    without AMX is not enough for bf16: on an Intel Xeon whose AMX the hypervisor hides, bf16
-    autocast trained at 0.66x the float32 speed, so such CPUs train in float32, as class avx512.
+    is not enough on an Intel CPU without AMX: on an Intel Xeon whose AMX the hypervisor hides, bf16
+    autocast trained at 0.66x the float32 speed (README, "Timings by CPU class").
     """
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
         return "avx2"
-    return "bf16" if torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported() else "avx512"
+    fast_bf16 = torch.cpu._is_amx_tile_supported() or (torch.cpu._is_avx512_bf16_supported()
+                                                        and cpu_vendor() == "AuthenticAMD")
+    return "bf16" if fast_bf16 else "avx512"
+
+
+def cpu_info(field: str) -> str | None:
+    """The first value of `field` (e.g. "model name") in /proc/cpuinfo; None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.split(":")[0].strip() == field),
+                        None)
+    except OSError:
+        return None
+
+
+def cpu_vendor() -> str:
+    """"GenuineIntel", "AuthenticAMD", ...: from /proc/cpuinfo, else from the platform (Windows names
+    it last in `platform.processor()`); "" where neither says."""
+    vendor = cpu_info("vendor_id")
+    if vendor:
+        return vendor
+    return next((name for name in ("AuthenticAMD", "GenuineIntel") if name in platform.processor()), "")
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
@@ -58,14 +80,7 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
 def machine_description(device: torch.device) -> dict[str, str]:
     """What a trained model's exact bytes depend on besides the data and params: the CPU (or GPU)
     model, the kernels torch picks for it, the torch version and the thread count."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_info("model name") or platform.processor() or platform.machine()
     description = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_class": cpu_class(),
                    "torch": torch.__version__, "threads": str(torch.get_num_threads())}
     if device.type == "cuda":

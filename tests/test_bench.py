@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from seq2seq import device
 from seq2seq.bench import bench_memory
 from seq2seq.config import CPU_CLASSES
-from seq2seq.device import AVX2_EMULATION, cpu_class, memory_mib
+from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
 from tests.conftest import tiny_params, tiny_paths, write_tiny_params
 
 
@@ -60,19 +61,25 @@ def test_cpu_class_follows_the_kernels_torch_uses(tmp_path: Path) -> None:
     assert cpu_class() in CPU_CLASSES
 
 
-@pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "expected"), [
-    ("AVX2", True, True, "avx2"),        # emulated: torch's kernels decide
-    ("AVX512", False, False, "avx512"),  # Intel Xeon Skylake to Ice Lake
-    ("AVX512", True, False, "avx512"),   # AMD Zen 4, or a Xeon whose AMX is hidden: float32 is faster
-    ("AVX512", True, True, "bf16"),      # Intel Xeon Sapphire Rapids and later
+@pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "vendor", "expected"), [
+    ("AVX2", True, True, "GenuineIntel", "avx2"),      # emulated: torch's kernels decide
+    ("AVX512", False, False, "GenuineIntel", "avx512"),  # Intel Xeon Skylake to Ice Lake
+    ("AVX512", True, False, "GenuineIntel", "avx512"),   # Cooper Lake, or AMX hidden: float32 is faster
+    ("AVX512", True, True, "GenuineIntel", "bf16"),      # Intel Xeon Sapphire Rapids and later
+    ("AVX512", True, False, "AuthenticAMD", "bf16"),     # AMD Zen 4 and later
 ])
-def test_only_amx_makes_the_bf16_class(monkeypatch: pytest.MonkeyPatch, capability: str, avx512_bf16: bool,
-                                       amx: bool, expected: str) -> None:
+def test_fast_bf16_makes_the_bf16_class(monkeypatch: pytest.MonkeyPatch, capability: str, avx512_bf16: bool,
+                                        amx: bool, vendor: str, expected: str) -> None:
     """The class follows the CPU's features (probes set here; the real ones are read above)."""
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(device, "cpu_vendor", lambda: vendor)
     assert cpu_class() == expected
+
+
+def test_cpu_vendor_is_read_from_the_machine() -> None:
+    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD", "")
 
 
 def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:
