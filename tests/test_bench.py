@@ -1,4 +1,5 @@
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -78,8 +79,9 @@ def test_fast_bf16_makes_the_bf16_class(monkeypatch: pytest.MonkeyPatch, capabil
     assert cpu_class() == expected
 
 
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
 def test_cpu_vendor_is_read_from_the_machine() -> None:
-    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD", "")
+    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD")
 
 
 def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:
