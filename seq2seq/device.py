@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from contextlib import AbstractContextManager, nullcontext
 
@@ -37,7 +38,7 @@ def cpu_class() -> str:
     old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
     its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class"). AVX512-BF16
     is not enough on an Intel CPU without AMX: on an Intel Xeon whose AMX the hypervisor hides, bf16
-    autocast trained at 0.66x the float32 speed (README, "Timings by CPU class").
+    autocast trained at 0.66x the float32 speed.
     """
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
@@ -51,12 +52,13 @@ def cpu_info(field: str) -> str | None:
     """The first value of `field` (e.g. "model name") in /proc/cpuinfo; None where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.split(":")[0].strip() == field),
-                        None)
+            fields = (line.partition(":") for line in cpuinfo)
+            return next((value.strip() for name, _, value in fields if name.strip() == field), None)
     except OSError:
         return None
 
 
+@functools.cache  # cpu_class() asks on every training step (autocast); the answer never changes
 def cpu_vendor() -> str:
     """"GenuineIntel", "AuthenticAMD", ...: from /proc/cpuinfo, else from the platform (Windows names
     it last in `platform.processor()`); "" where neither says."""
