@@ -220,7 +220,7 @@ def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
     while step < max_steps:
         for indices in data.epoch_batches(config, epoch, world_size=1)[: max_steps - step]:
             step += 1
-            batch = collate(data.train, indices).to(device)
+            batch = collate(data.epoch_data(config, epoch), indices).to(device)
             tokens += train_step(model, optimizer, batch, learning_rate(config, step, 1.0), world, config, device)[1]
             if step % every:
                 continue

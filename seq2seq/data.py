@@ -8,11 +8,14 @@ memory never becomes Python objects.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
 import torch
 
 from seq2seq.errors import UserError
@@ -232,28 +235,32 @@ def read_synthetic_pairs(folder: Path, tokenizer: Tokenizer) -> ParallelData | N
     return ParallelData(TokenArray.of(tokenizer.encode_source(english)), TokenArray.of(tokenizer.encode_target(korean)))
 
 
-def sample_segmentations(data: ParallelData, indices: np.ndarray, tokenizer: Tokenizer, alpha: float
-                         ) -> tuple[list[list[int]], list[list[int]]]:
-    """Subword regularisation (Kudo 2018): the pairs at `indices` segmented anew, each side sampled
-    from SentencePiece's segmentations of its text with smoothing `alpha`, sources after their tags."""
-    def resample(arrays: list[np.ndarray], processor) -> list[list[int]]:
-        texts = processor.decode([array.tolist() for array in arrays])
-        return processor.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1)
+def resegment(data: ParallelData, tokenizer: Tokenizer, alpha: float, seed: int, chunk_pairs: int = 10_000
+              ) -> ParallelData:
+    """Subword regularisation (Kudo 2018): every pair of `data` segmented anew, each side sampled from
+    SentencePiece's segmentations of its text with smoothing `alpha` (tags kept).
 
-    sources = resample([data.source[i] for i in indices], tokenizer.source)
-    targets = resample([data.target[i] for i in indices], tokenizer.target)
-    if data.tags is not None:
-        sources = [[int(data.tags[i]), *source] for i, source in zip(indices, sources, strict=True)]
-    return sources, targets
+    Done for a whole epoch before its batches are made, so that batching by length sees the sampled
+    lengths (a sampled sentence can be twice as long). Seeded and single-threaded: SentencePiece's
+    threads each draw from their own generator, so only one thread gives the same sample for a seed.
+    """
+    spm.set_random_generator_seed(seed)
+
+    def resample(array: TokenArray, processor: spm.SentencePieceProcessor) -> TokenArray:
+        chunks = []
+        for start in range(0, len(array), chunk_pairs):
+            texts = processor.decode([array[i].tolist() for i in range(start, min(start + chunk_pairs, len(array)))])
+            chunks.append(TokenArray.of(processor.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1,
+                                                         num_threads=1)))
+        return functools.reduce(operator.add, chunks, TokenArray.of([]))
+
+    return ParallelData(resample(data.source, tokenizer.source), resample(data.target, tokenizer.target), data.tags)
 
 
 def collate(data: ParallelData, indices: np.ndarray) -> Batch:
     """Build the padded `Batch` of the sentences at `indices` (each source after its domain tag, if any)."""
-    return collate_pairs([data.source_ids(i) for i in indices], [data.target[i] for i in indices])
-
-
-def collate_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> Batch:
-    """The padded `Batch` of these source (tags included) and target id sequences."""
+    sources = [data.source_ids(i) for i in indices]
+    targets = [data.target[i] for i in indices]
     return Batch(
         source=pad(sources),
         source_lengths=torch.tensor([len(s) for s in sources]),

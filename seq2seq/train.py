@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import sacrebleu
-import sentencepiece as spm
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -39,12 +38,11 @@ from seq2seq.data import (
     Batch,
     ParallelData,
     collate,
-    collate_pairs,
     drop_words,
     epoch_sample,
     make_batches,
     read_synthetic_pairs,
-    sample_segmentations,
+    resegment,
 )
 from seq2seq.device import CPU_CLASS_DESCRIPTIONS, autocast, cpu_class, machine_description, memory_mib, pick_device
 from seq2seq.domains import Domains, SentenceSources, read_sentence_sources, sentence_weights
@@ -149,7 +147,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    spm.set_random_generator_seed(seed)  # subword sampling (train.subword_alpha)
 
 
 class Distributed:
@@ -291,6 +288,7 @@ class TrainingData:
     references: list[str]
     domains: Domains | None
     weights: np.ndarray | None
+    _resegmented: tuple[int, ParallelData] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def load(cls, config: TrainConfig, paths: TrainPaths, reverse: bool = False, synthetic_weight: float = 1.0
@@ -317,10 +315,20 @@ class TrainingData:
         """SentencePiece's source pieces, then one id per domain tag."""
         return self.tokenizer.source.get_piece_size() + (len(self.domains.groups) if self.domains else 0)
 
+    def epoch_data(self, config: TrainConfig, epoch: int) -> ParallelData:
+        """The train pairs as `epoch` sees them: segmented anew for the epoch (seeded by it, the same on
+        every rank) when `train.subword_alpha` > 0, else as encoded."""
+        if config.subword_alpha == 0:
+            return self.train
+        if self._resegmented is None or self._resegmented[0] != epoch:
+            self._resegmented = epoch, resegment(self.train, self.tokenizer, config.subword_alpha, config.seed + epoch)
+        return self._resegmented[1]
+
     def epoch_batches(self, config: TrainConfig, epoch: int, world_size: int) -> list[np.ndarray]:
-        """The seeded batch list of `epoch` (sentence indices per batch), the same on every rank."""
+        """The seeded batch list of `epoch` (sentence indices into `epoch_data`), the same on every rank."""
         sample = None if self.weights is None else epoch_sample(self.weights, seed=config.seed + epoch)
-        batches = make_batches(self.train.source.lengths, self.train.target.lengths, config.batch_tokens,
+        data = self.epoch_data(config, epoch)
+        batches = make_batches(data.source.lengths, data.target.lengths, config.batch_tokens,
                                config.max_length, seed=config.seed + epoch, sample=sample)
         if not batches:
             raise UserError("no training pair fits train.max_length; raise it or check the prepared data")
@@ -508,13 +516,11 @@ class Trainer:
         self.reporter.step(progress, loss_sum, tokens, all_tokens, lr)
 
     def _training_batch(self, indices: np.ndarray) -> Batch:
-        """The batch of these train pairs, with subword sampling and word dropout when they are on
-        (training input only: validation, evaluate and translate see the plain segmentation)."""
+        """The batch of these pairs of the epoch's data (sampled segmentations when subword sampling is
+        on), with word dropout when it is on (training input only: validation, evaluate and translate
+        see the plain segmentation)."""
         config, data = self.config, self.data
-        if config.subword_alpha > 0:
-            batch = collate_pairs(*sample_segmentations(data.train, indices, data.tokenizer, config.subword_alpha))
-        else:
-            batch = collate(data.train, indices)
+        batch = collate(data.epoch_data(config, self.progress.epoch), indices)
         if config.word_dropout > 0:
             first_tag_id = data.domains.first_tag_id if data.domains else None
             batch.source = drop_words(batch.source, config.word_dropout, first_tag_id)

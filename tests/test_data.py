@@ -11,6 +11,7 @@ from seq2seq.data import (
     drop_words,
     make_batches,
     read_synthetic_pairs,
+    resegment,
     write_token_array,
 )
 from seq2seq.errors import UserError
@@ -113,3 +114,22 @@ def test_synthetic_pairs_are_read_and_checked(tiny_workdir: Path, tmp_path: Path
     for name in ("train.en", "train.ko"):
         (tmp_path / name).write_text("")
     assert read_synthetic_pairs(tmp_path, tokenizer) is None  # back-translation off
+
+
+def test_resegment_samples_other_segmentations_of_the_same_text_per_seed(tiny_workdir: Path) -> None:
+    tokenizer = load_tokenizer(tiny_workdir / "models/tokenizer")
+    plain = ParallelData.open(tiny_workdir / "data/encoded", "train")
+    plain.tags = np.arange(len(plain)) % 3 + 1000
+
+    def texts(data: ParallelData) -> tuple[list[str], list[str]]:
+        return ([tokenizer.source.decode(data.source[i].tolist()) for i in range(len(data))],
+                [tokenizer.target.decode(data.target[i].tolist()) for i in range(len(data))])
+
+    first, again, other = (resegment(plain, tokenizer, alpha=0.1, seed=seed, chunk_pairs=7) for seed in (1, 1, 2))
+    assert texts(first) == texts(plain)
+    assert first.source.ids.tolist() != plain.source.ids.tolist()
+    assert first.source.lengths.sum() > plain.source.lengths.sum()  # sampled pieces are shorter
+    assert first.source.ids.tolist() == again.source.ids.tolist()  # seeded: the same epoch, the same sample
+    assert first.target.ids.tolist() == again.target.ids.tolist()
+    assert first.source.ids.tolist() != other.source.ids.tolist()
+    assert first.tags is plain.tags

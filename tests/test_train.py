@@ -394,6 +394,15 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
     targets = [row[: row.index(EOS_ID)] for row in sampled.target_output.tolist()]
     assert tokenizer.target.decode(targets) == tokenizer.target.decode([data.target[i].tolist() for i in indices])
 
+    # Batches are cut by the sampled lengths, so they keep to train.batch_tokens like plain ones.
+    sampled_data = trainers["sampled"].data
+    config = trainers["sampled"].config
+    for indices in sampled_data.epoch_batches(config, epoch=0, world_size=1):
+        batch = trainers["sampled"]._training_batch(indices)
+        assert len(indices) == 1 or max(batch.source.numel(), batch.target_output.numel()) <= config.batch_tokens
+    first_epoch = sampled_data.epoch_data(config, 0).source.ids.tolist()
+    assert sampled_data.epoch_data(config, 1).source.ids.tolist() != first_epoch  # sampled anew each epoch
+
     # Validation reads the plain data whatever the noise settings: the same model scores the same.
     for name in ("dropout", "sampled"):
         trainers[name].model.load_state_dict(trainers["plain"].model.state_dict())
