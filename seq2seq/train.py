@@ -120,6 +120,7 @@ def batch_fingerprint(config: TrainConfig, train_data: ParallelData, weights: np
         "train.batch_tokens": str(config.batch_tokens),
         "train.max_length": str(config.max_length),
         "train.seed": str(config.seed),
+        "train.subword_alpha": str(config.subword_alpha) if config.subword_alpha else "",
         "train.source_weights": str(sorted(config.source_weights.items())),
         "train.domain_tags": str(config.domain_tags),
         "train.domains": str(list(config.domains.items())) if config.domain_tags else "",
@@ -134,10 +135,10 @@ def check_fingerprint(path: Path, saved: dict[str, str] | None, current: dict[st
     if saved is None:  # a last.pt from before fingerprints were saved
         print(f"warning: {path} does not record its batch settings: unchanged settings assumed", file=sys.stderr)
         return
-    changed = [name for name in current if saved.get(name) != current[name]]
+    changed = [name for name in current if saved.get(name, "") != current[name]]  # absent: off when saved
     if changed:
         name = changed[0]
-        detail = f"{saved.get(name)} -> {current[name]}" if name.startswith("train.") else "changed"
+        detail = f"{saved.get(name) or 'off'} -> {current[name] or 'off'}" if name.startswith("train.") else "changed"
         raise UserError(f"cannot resume from {path}: {name} differs from the run that wrote it ({detail}), so its "
                         f"position in the epoch would point into another batch list; restore it, or train "
                         f"afresh without --resume")

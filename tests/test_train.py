@@ -209,7 +209,8 @@ def test_resume_refuses_changed_batch_settings(tiny_workdir: Path, tmp_path: Pat
     before = last.read_bytes()
     changes = [({"batch_tokens": 300}, "train.batch_tokens differs .*400 -> 300"),
                ({"max_length": 50}, "train.max_length"), ({"seed": 7}, "train.seed"),
-               ({"source_weights": {"toy-a": 0.5}}, "train.source_weights")]
+               ({"source_weights": {"toy-a": 0.5}}, "train.source_weights"),
+               ({"subword_alpha": 0.1}, "train.subword_alpha differs .*off -> 0.1")]
     for change, message in changes:
         with pytest.raises(UserError, match=f"cannot resume from .*last.pt: {message}"):
             train(tiny_params(train={"max_steps": 6, **change}), tiny_paths(tmp_path), resume=True)
