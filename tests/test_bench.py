@@ -113,6 +113,29 @@ def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> N
                                                   "checkout, e.g. `git worktree add DIR main`)"]
 
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHIPPED_SWEEPS = [*REPOSITORY.glob("presets/*.yaml"), *REPOSITORY.glob("bench/sweeps/*.yaml")]
+
+
+@pytest.mark.parametrize("sweep_path", sorted(str(path.relative_to(REPOSITORY)) for path in SHIPPED_SWEEPS))
+def test_every_shipped_sweep_and_preset_gives_valid_params(sweep_path: str) -> None:
+    """Each run of a shipped sweep or preset, applied to params.yaml as its `-S ++section.key=value`
+    overrides would apply it, passes the params check: a typo shows here, not hours into a queue."""
+    import yaml
+
+    from seq2seq.bench import sweep_overrides
+    from seq2seq.config import parse_params
+
+    sweep = yaml.safe_load((REPOSITORY / sweep_path).read_text(encoding="utf-8"))
+    for overrides in sweep_overrides(sweep).values():
+        params = yaml.safe_load((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+        for override in overrides:
+            key, value = override.removeprefix("++").split("=", 1)
+            section, field = key.split(".", 1)
+            params[section][field] = yaml.safe_load(value)
+        parse_params(params)  # raises ConfigError naming the key
+
+
 def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
     """Each run of a sweep file becomes a queued DVC experiment; DVC's queue runs them and
     `dvc exp show` holds each one's headline metrics."""
