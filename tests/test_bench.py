@@ -12,7 +12,7 @@ from seq2seq import device
 from seq2seq.bench import bench_memory
 from seq2seq.config import CPU_CLASSES
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
-from tests.conftest import tiny_params, tiny_paths, write_tiny_params
+from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
 
 
 def test_memory_readings_follow_an_allocation() -> None:
@@ -113,22 +113,24 @@ def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> N
                                                   "checkout, e.g. `git worktree add DIR main`)"]
 
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-SHIPPED_SWEEPS = [*REPOSITORY.glob("presets/*.yaml"), *REPOSITORY.glob("bench/sweeps/*.yaml")]
+SHIPPED_SWEEPS = [*ROOT.glob("presets/*.yaml"), *ROOT.glob("bench/sweeps/*.yaml")]
 
 
-@pytest.mark.parametrize("sweep_path", sorted(str(path.relative_to(REPOSITORY)) for path in SHIPPED_SWEEPS))
+@pytest.mark.parametrize("sweep_path", sorted(str(path.relative_to(ROOT)) for path in SHIPPED_SWEEPS))
 def test_every_shipped_sweep_and_preset_gives_valid_params(sweep_path: str) -> None:
     """Each run of a shipped sweep or preset, applied to params.yaml as its `-S ++section.key=value`
     overrides would apply it, passes the params check: a typo shows here, not hours into a queue."""
+    import copy
+
     import yaml
 
     from seq2seq.bench import sweep_overrides
     from seq2seq.config import parse_params
 
-    sweep = yaml.safe_load((REPOSITORY / sweep_path).read_text(encoding="utf-8"))
+    sweep = yaml.safe_load((ROOT / sweep_path).read_text(encoding="utf-8"))
+    shipped_params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     for overrides in sweep_overrides(sweep).values():
-        params = yaml.safe_load((REPOSITORY / "params.yaml").read_text(encoding="utf-8"))
+        params = copy.deepcopy(shipped_params)
         for override in overrides:
             key, value = override.removeprefix("++").split("=", 1)
             section, field = key.split(".", 1)
