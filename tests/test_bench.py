@@ -1,3 +1,4 @@
+import copy
 import os
 import platform
 import re
@@ -7,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from seq2seq import device
-from seq2seq.bench import bench_memory
-from seq2seq.config import CPU_CLASSES
+from seq2seq.bench import bench_memory, sweep_overrides
+from seq2seq.config import CPU_CLASSES, parse_params
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
 from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
 
@@ -113,20 +115,14 @@ def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> N
                                                   "checkout, e.g. `git worktree add DIR main`)"]
 
 
-SHIPPED_SWEEPS = [*ROOT.glob("presets/*.yaml"), *ROOT.glob("bench/sweeps/*.yaml")]
+SHIPPED_SWEEPS = sorted(str(path.relative_to(ROOT)) for pattern in ("presets/*.yaml", "bench/sweeps/*.yaml")
+                        for path in ROOT.glob(pattern))
 
 
-@pytest.mark.parametrize("sweep_path", sorted(str(path.relative_to(ROOT)) for path in SHIPPED_SWEEPS))
+@pytest.mark.parametrize("sweep_path", SHIPPED_SWEEPS)
 def test_every_shipped_sweep_and_preset_gives_valid_params(sweep_path: str) -> None:
     """Each run of a shipped sweep or preset, applied to params.yaml as its `-S ++section.key=value`
     overrides would apply it, passes the params check: a typo shows here, not hours into a queue."""
-    import copy
-
-    import yaml
-
-    from seq2seq.bench import sweep_overrides
-    from seq2seq.config import parse_params
-
     sweep = yaml.safe_load((ROOT / sweep_path).read_text(encoding="utf-8"))
     shipped_params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     for overrides in sweep_overrides(sweep).values():
