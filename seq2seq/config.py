@@ -3,6 +3,10 @@
 DVC adds a mistyped `dvc exp run -S train.lerning_rate=...` key without complaint, so every
 section is checked here: an unknown key, a wrong type or an impossible value is a `ConfigError`
 that names the key.
+
+Each field's description is its `metadata["doc"]`, the one place a parameter is explained: the
+documentation's parameters reference is generated from these records (`seq2seq.docs_reference`), and
+a test fails when a field has none.
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ class ConfigError(UserError):
 class PrepareConfig:
     """How raw corpus files become the train, valid and test splits."""
 
-    sources: list[str] = field(default_factory=list)
-    valid_sources: list[str] = field(default_factory=lambda: ["flores200-dev"])
-    test_per_source: int = 80
-    max_chars: int = 300
-    max_length_ratio: float = 4.0
-    seed: int = 1234
+    sources: list[str] = field(default_factory=list, metadata={"doc": (
+        "Raw corpus sources (data/raw/NAME.en and NAME.ko) to read; add a source made by `seq2seq import` here.")})
+    valid_sources: list[str] = field(default_factory=lambda: ["flores200-dev"], metadata={"doc": (
+        "Sources kept whole as the validation split (FLORES-200 dev by default); never sampled for test or train.")})
+    test_per_source: int = field(
+        default=80, metadata={"doc": "Held-out pairs sampled (seeded) from each other source into the test split."})
+    max_chars: int = field(
+        default=300, metadata={"doc": "Pairs whose longer side has more characters than this are dropped."})
+    max_length_ratio: float = field(default=4.0, metadata={"doc": (
+        "Pairs whose longer side is more than this many times the shorter one, in characters, are dropped.")})
+    seed: int = field(default=1234, metadata={"doc": "Seed of the test-split sample."})
 
     def validate(self) -> None:
         _require(len(self.valid_sources) > 0, "prepare.valid_sources", "must name at least one source")
@@ -45,14 +54,18 @@ class PrepareConfig:
 class TokenizerConfig:
     """SentencePiece training options."""
 
-    model_type: Literal["unigram", "bpe"] = "unigram"
-    joint: bool = False
-    vocab_size: int = 8000  # the joint model's, or the English model's
-    korean_vocab_size: int = 4000  # the Korean model's, when not joint
-    character_coverage: float = 0.9995
-    input_sentence_size: int = 200_000
-    byte_fallback: bool = True
-    seed: int = 1234
+    model_type: Literal["unigram", "bpe"] = field(default="unigram", metadata={"doc": "SentencePiece algorithm."})
+    joint: bool = field(
+        default=False, metadata={"doc": "One joint English+Korean model instead of one model per language."})
+    vocab_size: int = field(default=8000, metadata={"doc": "Vocabulary of the English model, or of the joint model."})
+    korean_vocab_size: int = field(default=4000, metadata={"doc": (
+        "Vocabulary of the Korean model (when not joint): the output layer's size, the costliest part of a step.")})
+    character_coverage: float = field(default=0.9995, metadata={"doc": (
+        "Share of characters SentencePiece covers with pieces of their own; the rarest fall back to bytes.")})
+    input_sentence_size: int = field(default=200_000, metadata={"doc": (
+        "Sentences sampled (seeded) to train SentencePiece: bounds its memory on a large corpus.")})
+    byte_fallback: bool = field(default=True, metadata={"doc": "Unknown characters become byte pieces instead of UNK."})
+    seed: int = field(default=1234, metadata={"doc": "Seed of SentencePiece's sentence sample."})
 
     def validate(self) -> None:
         for key in ("vocab_size", "korean_vocab_size"):
@@ -65,18 +78,24 @@ class TokenizerConfig:
 class ModelConfig:
     """Shape of the encoder-decoder."""
 
-    cell: Literal["gru", "lstm", "rnn"] = "gru"
-    embedding_size: int = 256
-    encoder_hidden_size: int = 256
-    encoder_layers: int = 1
-    bidirectional: bool = True
-    decoder_hidden_size: int = 512
-    decoder_layers: int = 1
-    attention: Literal["dot", "general", "bahdanau"] = "general"
-    input_feeding: bool = False
-    dropout: float = 0.1
-    tie_embeddings: bool = True
-    position_index: Literal["none", "learned", "relative"] = "none"
+    cell: Literal["gru", "lstm", "rnn"] = field(default="gru", metadata={"doc": (
+        "Recurrent cell of encoder and decoder: GRU, LSTM, or a plain tanh RNN (for teaching).")})
+    embedding_size: int = field(default=256, metadata={"doc": "Size of the source and target embeddings."})
+    encoder_hidden_size: int = field(default=256, metadata={"doc": "Units of the encoder RNN, per direction."})
+    encoder_layers: int = field(default=1, metadata={"doc": "Stacked encoder RNN layers."})
+    bidirectional: bool = field(default=True, metadata={"doc": (
+        "Read the source in both directions (the encoder then outputs twice encoder_hidden_size).")})
+    decoder_hidden_size: int = field(default=512, metadata={"doc": "Units of the decoder RNN."})
+    decoder_layers: int = field(default=1, metadata={"doc": "Stacked decoder RNN layers."})
+    attention: Literal["dot", "general", "bahdanau"] = field(default="general", metadata={"doc": (
+        "Attention scoring: `dot` and `general` (Luong), or additive `bahdanau` (slower).")})
+    input_feeding: bool = field(default=False, metadata={"doc": (
+        "Feed the attentional vector back into the next decoder "
+        "step (the classic step-by-step decoder, several times slower to train).")})
+    dropout: float = field(default=0.1, metadata={"doc": "Dropout on embeddings and RNN outputs, in training only."})
+    tie_embeddings: bool = field(default=True, metadata={"doc": "The output layer shares the Korean embedding matrix."})
+    position_index: Literal["none", "learned", "relative"] = field(default="none", metadata={"doc": (
+        "Position as part of each RNN input: none, a learned vector per position, or `relative` (t / source length).")})
 
     def validate(self) -> None:
         for key in ("embedding_size", "encoder_hidden_size", "decoder_hidden_size", "encoder_layers", "decoder_layers"):
@@ -98,36 +117,60 @@ CPU_CLASSES = ("avx2", "avx512", "bf16")  # seq2seq.device.cpu_class() tells whi
 class TrainConfig:
     """Optimisation, batching, validation and stopping."""
 
-    seed: int = 1234
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    nproc: int = 1
-    threads: int = 0
-    bf16: bool = True
-    batch_tokens: int = 4096
-    max_length: int = 100
-    optimizer: Literal["adam", "adamw"] = "adam"
-    learning_rate: float = 0.003
-    weight_decay: float = 0.0
-    warmup_steps: int = 150
-    schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
-    min_learning_rate: float = 1e-5  # the floor after warm-up: plateau halvings and decay stop here
-    cooldown: float = 0.0  # the last fraction of max_steps, over which the rate falls linearly to the floor
-    label_smoothing: float = 0.1
-    clip_grad_norm: float = 1.0
-    max_steps: int = 2000
-    max_steps_by_cpu_class: dict[str, int] = field(default_factory=dict)
-    max_epochs: int = 100
-    valid_every: int = 250
-    valid_sentences: int = 400
-    patience: int = 0
-    max_minutes: float = 0.0
-    average_checkpoints: int = 0
-    domain_tags: bool = False
-    default_domain: str = "general"
-    domains: dict[str, list[str]] = field(default_factory=dict)
-    source_weights: dict[str, float] = field(default_factory=dict)
-    word_dropout: float = 0.0  # chance that a source token becomes UNK, in training only
-    subword_alpha: float = 0.0  # SentencePiece sampling of the segmentation in training (0: off)
+    seed: int = field(default=1234, metadata={"doc": (
+        "Seed of initialisation, batching, sampling and dropout: a rerun on the same machine gives the same bytes.")})
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"doc": "Where to train: `auto` takes a CUDA GPU when there is one."})
+    nproc: int = field(default=1, metadata={"doc": (
+        "Processes for the DVC stage: above 1, `seq2seq train` starts torchrun (DistributedDataParallel).")})
+    threads: int = field(default=0, metadata={"doc": "torch CPU threads; 0: torch's default."})
+    bf16: bool = field(default=True, metadata={"doc": (
+        "bf16 autocast where the hardware runs it natively (a CUDA GPU, or a CPU of class bf16).")})
+    batch_tokens: int = field(default=4096, metadata={"doc": (
+        "Padded tokens per batch (sentences x longest side); batches are cut from length-sorted buckets.")})
+    max_length: int = field(
+        default=100, metadata={"doc": "Longest training sentence, in tokens, either side; longer pairs are skipped."})
+    optimizer: Literal["adam", "adamw"] = field(default="adam", metadata={"doc": "Optimizer."})
+    learning_rate: float = field(default=0.003, metadata={"doc": "Peak learning rate, reached after the warm-up."})
+    weight_decay: float = field(default=0.0, metadata={"doc": "Weight decay (decoupled with adamw)."})
+    warmup_steps: int = field(default=150, metadata={"doc": "Steps of linear warm-up to learning_rate."})
+    schedule: Literal["inverse_sqrt", "plateau", "constant"] = field(default="inverse_sqrt", metadata={"doc": (
+        "After warm-up: inverse square root decay, halving on a validation plateau, or constant.")})
+    min_learning_rate: float = field(
+        default=1e-5, metadata={"doc": "The floor after warm-up: plateau halvings, decay and the cool-down stop here."})
+    cooldown: float = field(default=0.0, metadata={"doc": (
+        "The last fraction of the steps, over which the rate falls linearly to the floor (0: none).")})
+    label_smoothing: float = field(default=0.1, metadata={"doc": "Label smoothing of the cross-entropy loss."})
+    clip_grad_norm: float = field(default=1.0, metadata={"doc": "Clip the gradient's norm to this (0: no clipping)."})
+    max_steps: int = field(default=2000, metadata={"doc": (
+        "Training steps on a GPU, or on a CPU whose class has no entry in max_steps_by_cpu_class.")})
+    max_steps_by_cpu_class: dict[str, int] = field(default_factory=dict, metadata={"doc": (
+        "Training steps per CPU class (avx2, avx512, bf16): slower CPUs train fewer steps within the budget.")})
+    max_epochs: int = field(
+        default=100, metadata={"doc": "Stop after this many passes over the (weighted) training data."})
+    valid_every: int = field(
+        default=250, metadata={"doc": "Validate (loss, greedy chrF) and save a snapshot every N steps."})
+    valid_sentences: int = field(default=400, metadata={"doc": "Validate on the first N valid pairs."})
+    patience: int = field(
+        default=0, metadata={"doc": "Stop after N validations without a better chrF (0: never stop early)."})
+    max_minutes: float = field(default=0.0, metadata={"doc": (
+        "Stop at the first step boundary after this many minutes of "
+        "a run; a resumed run gets as many again (0: no limit).")})
+    average_checkpoints: int = field(default=0, metadata={"doc": (
+        "Average the last N validation snapshots at the end; the "
+        "average becomes best.pt only if it validates better (0: off).")})
+    domain_tags: bool = field(default=False, metadata={"doc": (
+        "Read a domain tag (e.g. `<general>`) before every source sentence (Kobus et al. 2017).")})
+    default_domain: str = field(default="general", metadata={"doc": (
+        "The tag validation, evaluate and translate use unless told (a group of domains).")})
+    domains: dict[str, list[str]] = field(default_factory=dict, metadata={"doc": (
+        "Domain group -> its training sources; each source belongs to one group at most.")})
+    source_weights: dict[str, float] = field(default_factory=dict, metadata={"doc": (
+        "Source -> expected copies of each of its pairs per epoch (default 1; seeded).")})
+    word_dropout: float = field(
+        default=0.0, metadata={"doc": "Chance that a source token becomes UNK, in training only (0: off)."})
+    subword_alpha: float = field(default=0.0, metadata={"doc": (
+        "SentencePiece sampling of each training pair's segmentation, anew every epoch (0: off).")})
 
     def steps_for(self, cpu_class: str | None) -> int:
         """The steps to train on a CPU of `cpu_class` (None: on a GPU): its entry in
@@ -175,12 +218,15 @@ class TrainConfig:
 class EvaluateConfig:
     """Decoding and scoring of the test split."""
 
-    beam_size: int = 5
-    length_penalty: float = 1.0
-    max_output_ratio: float = 2.0
-    no_repeat_ngram_size: int = 0
-    batch_size: int = 64
-    samples: int = 20
+    beam_size: int = field(default=5, metadata={"doc": "Beam size (1: greedy); also translate's and serve's default."})
+    length_penalty: float = field(
+        default=1.0, metadata={"doc": "GNMT length penalty alpha: higher favours longer outputs."})
+    max_output_ratio: float = field(
+        default=2.0, metadata={"doc": "An output has at most ratio x source pieces + 10 pieces."})
+    no_repeat_ngram_size: int = field(
+        default=0, metadata={"doc": "Forbid repeating any n-gram of this many pieces (0: allow repeats)."})
+    batch_size: int = field(default=64, metadata={"doc": "Sentences decoded together."})
+    samples: int = field(default=20, metadata={"doc": "Rows of reports/samples.md."})
 
     def validate(self) -> None:
         _require(self.beam_size >= 1, "evaluate.beam_size", "must be >= 1")
@@ -195,14 +241,20 @@ class EvaluateConfig:
 class BacktranslationConfig:
     """Korean monolingual text made into synthetic pairs by a reverse (Korean->English) model."""
 
-    enabled: bool = False
-    reverse_steps: int = 1200  # the reverse model's training steps (its other settings: model, train)
-    search: Literal["beam", "greedy", "sampling"] = "beam"
-    beam_size: int = 5
-    length_penalty: float = 1.0
-    max_sentences: int = 0  # translate a seeded sample of N monolingual sentences; 0: all
-    weight: float = 1.0  # expected copies of each synthetic pair per epoch (as train.source_weights)
-    seed: int = 1234  # of the sampling search
+    enabled: bool = field(default=False, metadata={"doc": (
+        "Run the reverse and backtranslate stages and train on their synthetic pairs; off, both stages only say so.")})
+    reverse_steps: int = field(default=1200, metadata={"doc": (
+        "Training steps of the Korean->English model (its other settings: the model and train sections).")})
+    search: Literal["beam", "greedy", "sampling"] = field(default="beam", metadata={"doc": (
+        "How the synthetic English is made: beam, greedy, or sampling from the model's distribution (seeded).")})
+    beam_size: int = field(default=5, metadata={"doc": "Beam size of the reverse model's beam search."})
+    length_penalty: float = field(
+        default=1.0, metadata={"doc": "GNMT length penalty of the reverse model's beam search."})
+    max_sentences: int = field(
+        default=0, metadata={"doc": "Translate a seeded sample of this many monolingual sentences (0: all)."})
+    weight: float = field(
+        default=1.0, metadata={"doc": "Expected copies of each synthetic pair per epoch (as train.source_weights)."})
+    seed: int = field(default=1234, metadata={"doc": "Seed of the sample and of the sampling search."})
 
     def validate(self) -> None:
         _require(self.reverse_steps > 0, "backtranslation.reverse_steps", "must be > 0")
