@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make reproduce   virtual environment, `dvc pull` of the corpus and the Korean monolingual text, then `dvc repro` (about 30 min)
-#   make test        virtual environment, then the test suite (about 1 min)
+#   make test        virtual environment, then the test suite (about 3-4 min on 2 cores; install-browser needs root)
+#   make docs        the documentation site in site/ (mkdocs, strict)
 
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install install-browser reproduce test lint bench
+.PHONY: install install-browser reproduce test lint docs bench
 
 install: $(VENV)/.installed
 
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $@
 
 # Headless Chromium and its WebDriver for the browser test (Debian packages; needs root, as in CI).
@@ -30,7 +31,11 @@ test: install install-browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check seq2seq tests
+	$(BIN)/ruff check seq2seq tests bench docs/hooks.py
+
+# Strict: a broken link, a page missing from the nav or a generated page that fails stops the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/seq2seq bench train

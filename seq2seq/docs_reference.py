@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from seq2seq.config import Params
 
 PARAMETERS_PAGE = "reference/parameters.md"
 CLI_PAGE = "reference/cli.md"
-RESULTS_MARKER = "<!-- generated: {name} -->"
+MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", flags=re.MULTILINE)
 
 # The committed run's files, relative to the repository root (each an output in dvc.lock).
 EVALUATE_METRICS = "metrics/evaluate.json"
@@ -43,19 +44,18 @@ def field_doc(record: type, name: str) -> str:
     return fields[name].metadata.get("doc", "").strip()
 
 
-def undocumented_parameters() -> list[str]:
-    """Keys of `params.yaml` (section.key) whose field has no description."""
-    return [key for key, record, name in _parameter_fields() if not field_doc(record, name)]
+def undocumented_parameters(params_type: type = Params) -> list[str]:
+    """Keys (section.key) of `params_type`'s records whose field has no description."""
+    return [key for key, record, name in _parameter_fields(params_type) if not field_doc(record, name)]
 
 
-def parameter_keys() -> list[str]:
+def parameter_keys(params_type: type = Params) -> list[str]:
     """Every key of `params.yaml`, as section.key."""
-    return [key for key, _, _ in _parameter_fields()]
+    return [key for key, _, _ in _parameter_fields(params_type)]
 
 
-def _parameter_fields() -> Iterator[tuple[str, type, str]]:
-    sections = typing.get_type_hints(Params)
-    for section, record in sections.items():
+def _parameter_fields(params_type: type) -> Iterator[tuple[str, type, str]]:
+    for section, record in typing.get_type_hints(params_type).items():
         for field in dataclasses.fields(record):
             yield f"{section}.{field.name}", record, field.name
 
@@ -139,7 +139,10 @@ def _cell(text: str) -> str:
 
 
 def parameters_markdown(params_path: Path | None = None) -> str:
-    """The parameters reference: one table per `params.yaml` section."""
+    """The parameters reference: one table per `params.yaml` section. A field without a description
+    is an error, so the documentation build fails rather than publish an unexplained key."""
+    if missing := undocumented_parameters():
+        raise ValueError(f"parameters without a description (metadata doc in config.py): {', '.join(missing)}")
     current = yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path and params_path.exists() else {}
     current = current or {}
     rules = validation_rules()
@@ -268,12 +271,14 @@ def _tsv_column(path: Path, name: str) -> dict[int, float]:
 
 
 def fill_markers(markdown: str, tables: dict[str, str]) -> str:
-    """`markdown` with each `<!-- generated: NAME -->` line replaced by the table NAME."""
-    for name, table in tables.items():
-        markdown = markdown.replace(RESULTS_MARKER.format(name=name), table)
-    if "<!-- generated:" in markdown:
-        raise ValueError(f"unknown marker in {markdown.split('<!-- generated:')[1].split('-->')[0]!r}")
-    return markdown
+    """`markdown` with each line that is only `<!-- generated: NAME -->` replaced by the table NAME."""
+
+    def table(match: re.Match[str]) -> str:
+        if match[1] not in tables:
+            raise ValueError(f"no generated table {match[1]!r} (known: {', '.join(tables)})")
+        return tables[match[1]]
+
+    return MARKER.sub(table, markdown)
 
 
 def generated_pages(root: Path) -> dict[str, str]:

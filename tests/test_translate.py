@@ -301,9 +301,12 @@ def test_python_api_reads_decoding_settings_as_the_cli_does(model_path: str, tmp
 
 
 def test_the_readme_python_example_runs_as_written(tagged_workdir: Path, tmp_path: Path) -> None:
-    """The README's Python API example, in a checkout-like folder with a (tiny, tagged) model."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    example = re.search(r"## Python API\n\n```python\n(.*?)```", readme, flags=re.DOTALL)[1]
+    """The Python API example of the README and of docs/python-api.md (the same code), in a
+    checkout-like folder with a (tiny, tagged) model."""
+    examples = [re.search(r"```python\n(.*?)```", (Path(__file__).parent.parent / page).read_text(encoding="utf-8"),
+                          flags=re.DOTALL)[1] for page in ("README.md", "docs/python-api.md")]
+    assert examples[0] == examples[1]
+    example = examples[0]
     (tmp_path / "models/model").mkdir(parents=True)
     (tmp_path / "models/model/best.pt").symlink_to(tagged_workdir / "models/model/best.pt")
     shutil.copy(Path(__file__).parent.parent / "params.yaml", tmp_path)
