@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import json
 import re
+import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,12 +119,24 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return "string"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(member) for member in typing.get_args(annotation))
     if origin is list:
         return f"list of {_type_name(typing.get_args(annotation)[0])}"
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
         return f"mapping {_type_name(key_type)} → {_type_name(value_type)}"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
+
+
+def _literal_choices(annotation: Any) -> list[Any]:
+    """The values a `Literal` allows, also as a member of a union (`int | Literal["auto"]`)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return list(typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return [choice for member in typing.get_args(annotation) for choice in _literal_choices(member)]
+    return []
 
 
 def _yaml_value(value: Any) -> str:
@@ -138,10 +151,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def parameters_markdown(params_path: Path | None = None) -> str:
+def parameters_markdown(params_path: Path | None = None, params_type: type = Params) -> str:
     """The parameters reference: one table per `params.yaml` section. A field without a description
     is an error, so the documentation build fails rather than publish an unexplained key."""
-    if missing := undocumented_parameters():
+    if missing := undocumented_parameters(params_type):
         raise ValueError(f"parameters without a description (metadata doc in config.py): {', '.join(missing)}")
     current = yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path and params_path.exists() else {}
     current = current or {}
@@ -156,7 +169,7 @@ def parameters_markdown(params_path: Path | None = None) -> str:
         "Change a value for one experiment with `dvc exp run -S section.key=value`.",
         "",
     ]
-    for section, record in typing.get_type_hints(Params).items():
+    for section, record in typing.get_type_hints(params_type).items():
         hints = typing.get_type_hints(record)
         lines += [f"## `{section}`", "", inspect.getdoc(record) or "", "",
                   "| key | type | default | `params.yaml` | allowed | what it does |",
@@ -165,8 +178,8 @@ def parameters_markdown(params_path: Path | None = None) -> str:
             key = f"{section}.{field.name}"
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
             annotation = hints[field.name]
-            allowed = [" | ".join(f"`{choice}`" for choice in typing.get_args(annotation))] \
-                if typing.get_origin(annotation) is Literal else []
+            choices = _literal_choices(annotation)
+            allowed = [" | ".join(f"`{choice}`" for choice in choices)] if choices else []
             allowed += rules.get(key, [])
             lines.append(
                 f"| `{field.name}` | {_type_name(annotation)} | {_cell(_yaml_value(default))} "

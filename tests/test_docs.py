@@ -11,6 +11,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import click
 import pytest
@@ -41,10 +42,28 @@ def test_a_parameter_without_a_description_is_caught() -> None:
     assert docs_reference.undocumented_parameters(SomeParams) == ["section.forgotten"]
 
 
-def test_the_parameters_page_refuses_to_build_with_an_undocumented_parameter(monkeypatch) -> None:
-    monkeypatch.setattr(docs_reference, "undocumented_parameters", lambda: ["train.forgotten"])
-    with pytest.raises(ValueError, match="train.forgotten"):
-        docs_reference.parameters_markdown()
+@dataclass(frozen=True)
+class _Steps:
+    """A section of a made-up params file."""
+
+    max_steps: int | Literal["auto"] = field(default="auto", metadata={"doc": "Steps, or auto."})
+    forgotten: int = 2
+
+
+@dataclass(frozen=True)
+class _StepsParams:
+    fake: _Steps = field(default_factory=_Steps)
+
+
+def test_the_parameters_page_refuses_to_build_with_an_undocumented_parameter() -> None:
+    with pytest.raises(ValueError, match="fake.forgotten"):
+        docs_reference.parameters_markdown(params_type=_StepsParams)
+
+
+def test_a_union_with_a_literal_shows_both_its_type_and_its_choices(monkeypatch) -> None:
+    monkeypatch.setattr(docs_reference, "undocumented_parameters", lambda params_type: [])
+    page = docs_reference.parameters_markdown(params_type=_StepsParams)
+    assert "| `max_steps` | integer or string | `auto` | – | `auto` | Steps, or auto. |" in page
 
 
 def rows_of(section_text: str) -> dict[str, str]:
