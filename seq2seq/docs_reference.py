@@ -197,8 +197,8 @@ def cli_markdown(group: click.Group | None = None) -> str:
         "# CLI reference",
         "",
         "Generated from the click commands of `seq2seq/cli.py` when the documentation is built; each",
-        "command's `--help` prints the same. Errors a user can cause end with `error: ...` on stderr and",
-        "exit code 1.",
+        "command's `--help` (or `-h`) prints the same. Errors a user can cause end with `error: ...` on",
+        "stderr and exit code 1.",
         "",
     ]
     for path, command in walk_commands(group):
@@ -224,8 +224,10 @@ def _command_markdown(path: str, command: click.Command) -> list[str]:
     usage = " ".join(command.collect_usage_pieces(context))
     lines = [f"## `{path}`", "", "```text", f"{path} {usage}".rstrip(), "```", "",
              inspect.cleandoc(command.help or ""), ""]
+    help_option = command.get_help_option(context)
     records = [record for param in command.get_params(context)
-               if (record := param.get_help_record(context)) and param.name != "help"]
+               if isinstance(param, click.Option) and param is not help_option
+               and (record := param.get_help_record(context))]
     arguments = [param for param in command.params if isinstance(param, click.Argument)]
     if arguments:
         lines += ["Arguments: " + ", ".join(f"`{param.make_metavar(context)}`" for param in arguments), ""]

@@ -99,6 +99,7 @@ def test_the_cli_page_has_every_command_and_option() -> None:
         for param in command.params:
             if isinstance(param, click.Option):
                 assert all(option in section for option in param.opts), (path, param.opts)
+        assert "`--help`" not in section  # every command has it: said once, on the page's top
 
 
 def test_the_results_tables_are_those_of_the_metrics_files_that_dvc_lock_holds() -> None:
