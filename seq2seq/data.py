@@ -46,9 +46,11 @@ class ConcatenatedIds:
         if stop <= start:
             return np.zeros(0, self.dtype)
         first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        if stop <= self.starts[first + 1]:  # within one part, as every sentence is: a view, no copy
+            return self.parts[first][start - self.starts[first] : stop - self.starts[first]]
         last = int(np.searchsorted(self.starts, stop, side="left")) - 1
-        pieces = [self.parts[i][max(start - self.starts[i], 0) : stop - self.starts[i]] for i in range(first, last + 1)]
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return np.concatenate([self.parts[i][max(start - self.starts[i], 0) : stop - self.starts[i]]
+                               for i in range(first, last + 1)])
 
     def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
         joined = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
