@@ -7,18 +7,22 @@ Reads the usual forms of a parallel corpus, as OPUS and others give them:
 
 Writes `data/raw/NAME.en` and `NAME.ko` (one sentence a line, as the prepare stage reads them)
 and adds the source's row to `data/raw/SOURCES.md`. The input is read and checked whole before
-anything is written; a mistake in it is one line naming the file and the line.
+anything appears in `data/raw/`; a mistake in it is one line naming the file and the line.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+
 from seq2seq.errors import UserError
-from seq2seq.files import atomic_path, write_text
+from seq2seq.files import atomic_path, sync, write_text
 
 FORMATS = ("tsv", "moses", "tmx")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -55,9 +59,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text.strip()
 
 
-def read_tsv(path: Path) -> list[tuple[str, str]]:
+def read_tsv(path: Path) -> Iterator[tuple[str, str]]:
     """Pairs of a TSV file: English, a tab, Korean on each line; empty lines are skipped."""
-    pairs = []
     for number, line in _lines(path):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -65,19 +68,22 @@ def read_tsv(path: Path) -> list[tuple[str, str]]:
         fields = line.split("\t")
         if len(fields) != 2:
             raise UserError(f"{path}, line {number}: {len(fields)} tab-separated fields, expected 2 (English, Korean)")
-        pairs.append((_one_line(fields[0]), _one_line(fields[1])))
-    return pairs
+        yield _one_line(fields[0]), _one_line(fields[1])
 
 
-def read_moses(english_path: Path, korean_path: Path) -> list[tuple[str, str]]:
-    """Pairs of two line-aligned files (the English one first)."""
-    english = [line.rstrip("\r\n") for _, line in _lines(english_path)]
-    korean = [line.rstrip("\r\n") for _, line in _lines(korean_path)]
-    if len(english) != len(korean):
-        shorter = english_path if len(english) < len(korean) else korean_path
-        raise UserError(f"{english_path} has {len(english):,} lines and {korean_path} {len(korean):,}: not aligned "
-                        f"({shorter} ends first, at line {min(len(english), len(korean)) + 1})")
-    return [(_one_line(en), _one_line(ko)) for en, ko in zip(english, korean, strict=True) if en.strip() or ko.strip()]
+def read_moses(english_path: Path, korean_path: Path) -> Iterator[tuple[str, str]]:
+    """Pairs of two line-aligned files (the English one first); lines empty on both sides are skipped."""
+    english, korean = _lines(english_path), _lines(korean_path)
+    for en, ko in itertools.zip_longest(english, korean):
+        if en is None or ko is None:
+            number = (en or ko)[0]  # the first line the shorter file lacks
+            longer = number + sum(1 for _ in (english if ko is None else korean))
+            (english_lines, korean_lines), shorter = (((longer, number - 1), korean_path) if ko is None
+                                                      else ((number - 1, longer), english_path))
+            raise UserError(f"{english_path} has {english_lines:,} lines and {korean_path} {korean_lines:,}: not "
+                            f"aligned ({shorter} ends first, at line {number})")
+        if en[1].strip() or ko[1].strip():
+            yield _one_line(en[1].rstrip("\r\n")), _one_line(ko[1].rstrip("\r\n"))
 
 
 def _language(tuv: ElementTree.Element) -> str:
@@ -86,48 +92,81 @@ def _language(tuv: ElementTree.Element) -> str:
     return code.lower().replace("_", "-").split("-")[0]
 
 
-def read_tmx(path: Path) -> list[tuple[str, str]]:
-    """Pairs of a TMX file: each `<tu>` with an `en` and a `ko` variant (regions such as en-US
-    allowed); units without both are skipped, and a file with neither language is an error."""
-    for _ in _lines(path):  # the encoding check, with a line number
-        pass
-    pairs, languages = [], set()
+# TMX 1.4b inline codes: the native formatting codes of the original document (with any <sub>
+# sub-flow inside them, e.g. a footnote's text), not the sentence's own words.
+_INLINE_CODES = {"bpt", "ept", "it", "ph", "ut"}
+
+
+def _segment_text(element: ElementTree.Element) -> str:
+    """A `<seg>`'s text without its inline codes; the text of `<hi>` (highlighted words) stays."""
+    parts = [element.text or ""]
+    for child in element:
+        if child.tag not in _INLINE_CODES:
+            parts.append(_segment_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def read_tmx(path: Path) -> Iterator[tuple[str, str]]:
+    """Pairs of a TMX file, read as a stream: each `<tu>` with an `en` and a `ko` variant (regions
+    such as en-US allowed; the first of each language counts). A unit lacking one of the languages
+    is skipped; one whose variant is empty or has no `<seg>` is a pair with an empty side (as in the
+    other forms; the prepare stage drops such pairs and counts them); a file with neither language
+    is an error. UTF-8 or UTF-16 (by its byte-order mark or XML declaration); DTDs may be named, but
+    entity declarations are refused (they could expand without bound or read other files)."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    parser = DefusedXMLParser(target=ElementTree.TreeBuilder(), forbid_dtd=False, forbid_entities=True,
+                              forbid_external=True)
+    languages: set[str] = set()
+    pairs = 0
+    body: ElementTree.Element | None = None
     try:
-        for _, element in ElementTree.iterparse(path, events=("end",)):
+        for event, element in ElementTree.iterparse(path, events=("start", "end"), parser=parser):
+            if event == "start":
+                if element.tag == "body":
+                    body = element
+                continue
             if element.tag != "tu":
                 continue
-            texts = {}
+            texts: dict[str, str] = {}
             for tuv in element.iter("tuv"):
-                segment = tuv.find("seg")
                 languages.add(_language(tuv))
-                if segment is not None:
-                    texts[_language(tuv)] = "".join(segment.itertext())
-            if texts.get("en", "").strip() and texts.get("ko", "").strip():
-                pairs.append((_one_line(texts["en"]), _one_line(texts["ko"])))
+                segment = tuv.find("seg")
+                texts.setdefault(_language(tuv), "" if segment is None else _one_line(_segment_text(segment)))
+            if "en" in texts and "ko" in texts and (texts["en"] or texts["ko"]):
+                pairs += 1
+                yield texts["en"], texts["ko"]
             element.clear()
+            if body is not None:
+                body.clear()  # drops the units read so far: memory stays flat however long the file
     except ElementTree.ParseError as error:
-        raise UserError(f"{path}: not well-formed TMX ({error})") from None
+        line, column = error.position
+        reason = str(error).rsplit(": line ", 1)[0]
+        raise UserError(f"{path}, line {line}: not well-formed TMX ({reason}, column {column})") from None
+    except DefusedXmlException as error:
+        raise UserError(f"{path}, line {parser.parser.CurrentLineNumber}: an entity declaration or external "
+                        f"reference ({error}); TMX needs none, and they are refused for safety") from None
+    except LookupError as error:  # an encoding Python does not know
+        raise UserError(f"{path}: {error} (convert it to UTF-8, e.g. with iconv)") from None
     missing = [name for code, name in (("en", "English"), ("ko", "Korean")) if code not in languages]
     if missing:
         found = ", ".join(sorted(languages - {""})) or "none"
         raise UserError(f"{path}: no {' and no '.join(missing)} variant in any <tu> (languages found: {found})")
     if not pairs:
         raise UserError(f"{path}: no <tu> holds both an English and a Korean segment")
-    return pairs
 
 
-def read_corpus(files: list[Path], form: str) -> list[tuple[str, str]]:
-    """The (English, Korean) pairs of `files` in the form `form` (one of FORMATS)."""
+def read_corpus(files: list[Path], form: str) -> Iterator[tuple[str, str]]:
+    """The (English, Korean) pairs of `files` in the form `form` (one of FORMATS), read as a stream:
+    a mistake in the input raises when the reading reaches it."""
     if form == "moses":
         if len(files) != 2:
             raise UserError("the moses form takes two files: the English one, then the Korean one")
         return read_moses(*files)
     if len(files) != 1:
         raise UserError(f"the {form} form takes one file, got {len(files)}")
-    pairs = read_tsv(files[0]) if form == "tsv" else read_tmx(files[0])
-    if not pairs:
-        raise UserError(f"{files[0]}: no pairs found")
-    return pairs
+    return read_tsv(files[0]) if form == "tsv" else read_tmx(files[0])
 
 
 def add_source_row(sources_md: Path, name: str, pairs: int, domain: str, origin: str, licence: str) -> None:
@@ -153,9 +192,40 @@ def add_source_row(sources_md: Path, name: str, pairs: int, domain: str, origin:
     write_text(sources_md, text)
 
 
+def _card_names(sources_md: Path) -> set[str]:
+    """The source names in the data card's table (none without a card)."""
+    if not sources_md.exists():
+        return set()
+    rows = (line.split("|") for line in sources_md.read_text(encoding="utf-8").splitlines() if line.startswith("|"))
+    return {cells[1].strip() for cells in rows if len(cells) > 2}
+
+
+def _undo_interrupted_import(raw_dir: Path, name: str) -> None:
+    """Clear what a killed import of `name` left: its temporary files, and, where its journal is
+    there but its data-card row is not, NAME.en and NAME.ko, whole or not. With the row written, the
+    import had finished: only the journal goes."""
+    for lang in ("en", "ko"):
+        for temporary in raw_dir.glob(f".{name}.{lang}.*.tmp"):
+            temporary.unlink(missing_ok=True)
+    journal = raw_dir / f".{name}.importing"
+    if not journal.exists():
+        return
+    if name not in _card_names(raw_dir / "SOURCES.md"):
+        for lang in ("en", "ko"):
+            (raw_dir / f"{name}.{lang}").unlink(missing_ok=True)
+    journal.unlink()
+    sync(raw_dir)
+
+
 def import_corpus(files: list[Path], name: str, licence: str, raw_dir: Path, form: str | None = None,
                   domain: str = "", origin: str = "") -> int:
-    """Write `files` as source `name` of `raw_dir` (NAME.en, NAME.ko, a row in SOURCES.md); returns the pairs."""
+    """Write `files` as source `name` of `raw_dir` (NAME.en, NAME.ko, a row in SOURCES.md); returns the pairs.
+
+    The input streams into temporary files, renamed into place once it has been read whole. From
+    then until the data-card row is written a journal (`.NAME.importing`) marks the files as
+    unfinished: an error removes them at once, and a killed import's are removed by the next import
+    of `name`, so a rerun never finds a half-imported source in its way.
+    """
     if not _NAME.fullmatch(name):
         raise UserError(f"source name {name!r}: use lower-case letters, digits, '.', '_' or '-' (e.g. my-corpus)")
     if not licence.strip():
@@ -163,12 +233,30 @@ def import_corpus(files: list[Path], name: str, licence: str, raw_dir: Path, for
     form = form or guess_format(files)
     if form not in FORMATS:
         raise UserError(f"unknown form {form!r}: one of {', '.join(FORMATS)}")
+    if raw_dir.is_dir():
+        _undo_interrupted_import(raw_dir, name)
     existing = [path for path in (raw_dir / f"{name}.en", raw_dir / f"{name}.ko") if path.exists()]
     if existing:
         raise UserError(f"{existing[0]} exists: source {name!r} is already in {raw_dir}; choose another name")
-    pairs = read_corpus(files, form)
-    with atomic_path(raw_dir / f"{name}.ko") as korean, atomic_path(raw_dir / f"{name}.en") as english:
-        english.write_text("".join(en + "\n" for en, _ in pairs), encoding="utf-8")
-        korean.write_text("".join(ko + "\n" for _, ko in pairs), encoding="utf-8")
-    add_source_row(raw_dir / "SOURCES.md", name, len(pairs), domain, origin or ", ".join(map(str, files)), licence)
-    return len(pairs)
+    if name in _card_names(raw_dir / "SOURCES.md"):
+        raise UserError(f"{raw_dir / 'SOURCES.md'} already has a row for {name!r}; choose another name")
+    journal = raw_dir / f".{name}.importing"
+    pairs = 0
+    try:
+        with atomic_path(raw_dir / f"{name}.ko") as korean, atomic_path(raw_dir / f"{name}.en") as english:
+            with english.open("w", encoding="utf-8") as english_file, korean.open("w", encoding="utf-8") as korean_file:
+                for en, ko in read_corpus(files, form):
+                    english_file.write(en + "\n")
+                    korean_file.write(ko + "\n")
+                    pairs += 1
+            if not pairs:
+                raise UserError(f"{files[0]}: no pairs found")
+            write_text(journal, "an import that has not finished: the next import of this name removes its files\n")
+        add_source_row(raw_dir / "SOURCES.md", name, pairs, domain, origin or ", ".join(map(str, files)), licence)
+    except BaseException:
+        if journal.exists():
+            _undo_interrupted_import(raw_dir, name)
+        raise
+    journal.unlink()
+    sync(raw_dir)
+    return pairs

@@ -8,11 +8,12 @@ memory never becomes Python objects.
 
 from __future__ import annotations
 
-import functools
-import operator
-from collections.abc import Iterable, Sequence
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import sentencepiece as spm
@@ -25,10 +26,52 @@ from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, batched
 ID_DTYPE = np.int32
 
 
-class TokenArray:
-    """A read-only list of token-id sequences backed by two files (see the module docstring)."""
+class ConcatenatedIds:
+    """Id arrays read as one 1-D array without copying them: a slice inside one part is a view of it
+    (a memory-mapped part stays on disk), a slice across parts a copy of that slice alone. Enough of
+    an array for `TokenArray` and the batch fingerprint: `len`, slices, `np.asarray`, `tolist`."""
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = [part for part in parts if len(part)]
+        self.starts = np.concatenate([[0], np.cumsum([len(part) for part in self.parts], dtype=np.int64)])
+        self.dtype = np.dtype(ID_DTYPE)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise IndexError("ConcatenatedIds takes slices with step 1")
+        if stop <= start:
+            return np.zeros(0, self.dtype)
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        if stop <= self.starts[first + 1]:  # within one part, as every sentence is: a view, no copy
+            return self.parts[first][start - self.starts[first] : stop - self.starts[first]]
+        last = int(np.searchsorted(self.starts, stop, side="left")) - 1
+        return np.concatenate([self.parts[i][max(start - self.starts[i], 0) : stop - self.starts[i]]
+                               for i in range(first, last + 1)])
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        joined = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)
+        return joined if dtype is None else joined.astype(dtype)
+
+    def tolist(self) -> list[int]:
+        return np.asarray(self).tolist()
+
+
+def _id_parts(ids: np.ndarray | ConcatenatedIds) -> list[np.ndarray]:
+    return ids.parts if isinstance(ids, ConcatenatedIds) else [ids]
+
+
+class TokenArray:
+    """A read-only list of token-id sequences backed by two files (see the module docstring).
+
+    `ids` is one array (memory-mapped when opened) or a `ConcatenatedIds` of several (after `+`);
+    `offsets` (N+1 int64, in memory) says where each sequence starts in it.
+    """
+
+    def __init__(self, ids: np.ndarray | ConcatenatedIds, offsets: np.ndarray) -> None:
         self.ids = ids
         self.offsets = offsets
 
@@ -60,22 +103,46 @@ class TokenArray:
         return cls(ids, offsets)
 
     def __add__(self, other: TokenArray) -> TokenArray:
-        """Both arrays' sequences, in memory: this one's first."""
-        return TokenArray(np.concatenate([self.ids, other.ids]),
+        """Both arrays' sequences, this one's first. The ids are not copied: a memory-mapped corpus
+        stays on disk (only the offsets, 8 bytes a sequence, are joined in memory)."""
+        return TokenArray(ConcatenatedIds(_id_parts(self.ids) + _id_parts(other.ids)),
                           np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]))
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the first memory-mapped file behind the ids; None when all are in memory."""
+        return next((Path(part.filename).parent for part in _id_parts(self.ids)
+                     if isinstance(part, np.memmap) and part.filename), None)
+
+
+def _write_ids(ids_file: BinaryIO, sequences_in_chunks: Iterable[list[list[int]]]) -> np.ndarray:
+    """Write chunks of id sequences back to back into `ids_file`; returns their offsets (N+1 int64)."""
+    offsets = [np.zeros(1, dtype=np.int64)]
+    for chunk in sequences_in_chunks:
+        if chunk:
+            offsets.append(offsets[-1][-1] + np.cumsum([len(sequence) for sequence in chunk], dtype=np.int64))
+            np.concatenate([np.asarray(s, dtype=ID_DTYPE) for s in chunk]).tofile(ids_file)
+    return np.concatenate(offsets)
 
 
 def write_token_array(prefix: Path, sequences_in_chunks: Iterable[list[list[int]]]) -> int:
     """Stream chunks of id sequences into `PREFIX.ids` and `PREFIX.offsets.npy`; returns the token count."""
-    offsets = [0]
     with open(f"{prefix}.ids", "wb") as ids_file:
-        for chunk in sequences_in_chunks:
-            for sequence in chunk:
-                offsets.append(offsets[-1] + len(sequence))
-            if chunk:
-                np.concatenate([np.asarray(s, dtype=ID_DTYPE) for s in chunk]).tofile(ids_file)
-    np.save(f"{prefix}.offsets.npy", np.asarray(offsets, dtype=np.int64))
-    return offsets[-1]
+        offsets = _write_ids(ids_file, sequences_in_chunks)
+    np.save(f"{prefix}.offsets.npy", offsets)
+    return int(offsets[-1])
+
+
+def spilled_token_array(sequences_in_chunks: Iterable[list[list[int]]], folder: Path | None) -> TokenArray:
+    """A token array of the chunks' sequences, memory-mapped from a nameless temporary file in
+    `folder` (the system's temporary folder where that is None or cannot take one). The file has no
+    name from the start, so nothing is left behind, even by a killed process; it is freed with the array."""
+    writable = folder is not None and folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    with tempfile.TemporaryFile(dir=folder if writable else None) as ids_file:
+        offsets = _write_ids(ids_file, sequences_in_chunks)
+        ids_file.flush()
+        ids = np.memmap(ids_file, dtype=ID_DTYPE, mode="r") if offsets[-1] > 0 else np.zeros(0, ID_DTYPE)
+    return TokenArray(ids, offsets)
 
 
 def encode_splits(prepared_dir: Path, tokenizer: Tokenizer, out_dir: Path, chunk_lines: int = 10_000) -> dict:
@@ -235,26 +302,28 @@ def read_synthetic_pairs(folder: Path, tokenizer: Tokenizer) -> ParallelData | N
     return ParallelData(TokenArray.of(tokenizer.encode_source(english)), TokenArray.of(tokenizer.encode_target(korean)))
 
 
-def resegment(data: ParallelData, tokenizer: Tokenizer, alpha: float, seed: int, chunk_pairs: int = 10_000
-              ) -> ParallelData:
+def resegment(data: ParallelData, tokenizer: Tokenizer, alpha: float, seed: int, chunk_pairs: int = 10_000,
+              folder: Path | None = None) -> ParallelData:
     """Subword regularisation (Kudo 2018): every pair of `data` segmented anew, each side sampled from
     SentencePiece's segmentations of its text with smoothing `alpha` (tags kept).
 
     Done for a whole epoch before its batches are made, so that batching by length sees the sampled
     lengths (a sampled sentence can be twice as long). Seeded and single-threaded: SentencePiece's
     threads each draw from their own generator, so only one thread gives the same sample for a seed.
+    The sampled ids go, chunk by chunk, to a memory-mapped temporary file in `folder` (default: beside
+    the memory-mapped source ids, else the system's temporary folder), never all into memory.
     """
     spm.set_random_generator_seed(seed)
 
-    def resample(array: TokenArray, processor: spm.SentencePieceProcessor) -> TokenArray:
-        chunks = []
+    def resampled(array: TokenArray, processor: spm.SentencePieceProcessor) -> Iterator[list[list[int]]]:
         for start in range(0, len(array), chunk_pairs):
             texts = processor.decode([array[i].tolist() for i in range(start, min(start + chunk_pairs, len(array)))])
-            chunks.append(TokenArray.of(processor.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1,
-                                                         num_threads=1)))
-        return functools.reduce(operator.add, chunks, TokenArray.of([]))
+            yield processor.encode(texts, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
 
-    return ParallelData(resample(data.source, tokenizer.source), resample(data.target, tokenizer.target), data.tags)
+    folder = folder or data.source.folder
+    # one side after the other: the sample depends on the order SentencePiece's generator is drawn in
+    source = spilled_token_array(resampled(data.source, tokenizer.source), folder)
+    return ParallelData(source, spilled_token_array(resampled(data.target, tokenizer.target), folder), data.tags)
 
 
 def collate(data: ParallelData, indices: np.ndarray) -> Batch:

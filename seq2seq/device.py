@@ -38,14 +38,26 @@ def cpu_class() -> str:
     old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
     its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class"). AVX512-BF16
     is not enough on an Intel CPU without AMX: on an Intel Xeon whose AMX the hypervisor hides, bf16
-    autocast trained at 0.66x the float32 speed.
+    autocast trained at 0.66x the float32 speed. So AMX counts only where the kernel lets this
+    process use it (`amx_permitted`); refused, the class follows the other features.
     """
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AMX"):
         return "avx2"
-    fast_bf16 = torch.cpu._is_amx_tile_supported() or (torch.cpu._is_avx512_bf16_supported()
-                                                        and cpu_vendor() == "AuthenticAMD")
+    amx = torch.cpu._is_amx_tile_supported() and amx_permitted()
+    fast_bf16 = amx or (torch.cpu._is_avx512_bf16_supported() and cpu_vendor() == "AuthenticAMD")
     return "bf16" if fast_bf16 else "avx512"
+
+
+@functools.cache  # a permission, once given, lasts for the process
+def amx_permitted() -> bool:
+    """Ask the kernel to let this process use the AMX tiles: Linux (5.16 and later) gives their large
+    register state only to a process that asks (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+    which torch's `init_amx` makes). True where it is granted (or where no permission is needed);
+    False where it is refused (an older kernel, a sandbox) or the CPU has no AMX, and then oneDNN runs
+    bf16 without AMX, slower than float32. False also with a torch too old to ask."""
+    init_amx = getattr(torch.cpu, "_init_amx", None)
+    return bool(init_amx()) if init_amx is not None else False
 
 
 def cpu_info(field: str) -> str | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +81,58 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+_AT_FDCWD = -100  # renameat2's "relative to the current folder"
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """libc's renameat2 (Linux, glibc 2.28 or later); None where there is none."""
+    if sys.platform != "linux":
+        return None
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        renameat2.restype = ctypes.c_int
+    return renameat2
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one step (renameat2 with RENAME_EXCHANGE), so that neither name is
+    ever missing; False where the system or the file system cannot (then nothing has changed)."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(error, os.strerror(error), str(first), None, str(second))
+
+
+def _restore_interrupted(path: Path, old: Path) -> None:
+    """Where a replacement without `exchange` was interrupted between its two renames, the previous
+    output is whole at `old` and `path` is missing: put it back. Beside `path`, `old` is a leftover."""
+    if not old.exists():
+        return
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, path)
+        sync(path.parent)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; on success its files are flushed to the disk
-    and it replaces `path` whole."""
+    and it replaces `path` whole. `path` is never missing: the two folders are swapped in one step
+    where the system can (Linux); elsewhere the old one waits at `.NAME.old` for the moment between
+    two renames, and is put back by the next call if that moment was interrupted."""
     path = Path(path)
     _make_parent(path)
+    old = path.with_name(f".{path.name}.old")
+    _restore_interrupted(path, old)
     temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     temp.chmod(0o755)  # mkdtemp makes it private; the stage's output is an ordinary directory
     try:
@@ -90,12 +140,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         for written in [*sorted(temp.rglob("*")), temp]:
             if written.is_dir() or written.is_file():
                 sync(written)
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(temp, path)
-        sync(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        if path.exists() and exchange(temp, path):
+            sync(path.parent)  # `temp` now holds the previous output, removed below
+        else:
+            if path.exists():
+                os.replace(path, old)
+            os.replace(temp, path)
+            sync(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

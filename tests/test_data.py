@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
 
 from seq2seq.data import (
@@ -82,6 +83,24 @@ def test_token_arrays_join_in_order() -> None:
     assert joined.lengths.tolist() == [2, 1, 0, 3]
 
 
+def test_joining_keeps_a_memory_mapped_corpus_on_disk(tmp_path: Path) -> None:
+    """Back-translated pairs after the encoded corpus: each corpus sentence is still read from the
+    memory map (no copy of the corpus in memory), and every slice reads as the joined ids would."""
+    rng = np.random.default_rng(2)
+    sequences = [rng.integers(4, 9_000, size=n).tolist() for n in rng.integers(0, 12, size=300)]
+    write_token_array(tmp_path / "train.en", [sequences[:200], sequences[200:]])
+    corpus = TokenArray.open(tmp_path / "train.en")
+    joined = corpus + TokenArray.of([[], [1, 2, 3]]) + TokenArray.of([[4]])
+    assert [joined[i].tolist() for i in range(len(joined))] == [*sequences, [], [1, 2, 3], [4]]
+    assert all(np.shares_memory(joined[i], corpus.ids) for i in range(len(corpus)) if len(corpus[i]))
+    everything = np.concatenate([np.asarray(corpus.ids), [1, 2, 3, 4]])
+    assert np.asarray(joined.ids).tolist() == joined.ids.tolist() == everything.tolist()
+    assert len(joined.ids) == len(everything) and joined.folder == tmp_path
+    for start, stop in [(0, 7), (len(everything) - 5, len(everything) + 9), (len(everything) - 4, len(everything) - 1),
+                        (5, 5), (3, len(everything))]:  # across the parts' seams, as the batch fingerprint reads
+        assert joined.ids[start:stop].tolist() == everything[start:stop].tolist()
+
+
 def test_reversed_data_swaps_the_sides_and_drops_the_tags() -> None:
     data = ParallelData(TokenArray.of([[5, 6]]), TokenArray.of([[7]]), tags=np.array([100]))
     swapped = data.reversed()
@@ -133,3 +152,11 @@ def test_resegment_samples_other_segmentations_of_the_same_text_per_seed(tiny_wo
     assert first.target.ids.tolist() == again.target.ids.tolist()
     assert first.source.ids.tolist() != other.source.ids.tolist()
     assert first.tags is plain.tags
+    assert isinstance(first.source.ids, np.memmap) and isinstance(first.target.ids, np.memmap)  # not in memory
+    # the same ids as the whole corpus resampled in memory, in the same order of draws
+    spm.set_random_generator_seed(1)
+    in_memory = [[piece for start in range(0, len(array), 7) for piece in processor.encode(
+        processor.decode([array[i].tolist() for i in range(start, min(start + 7, len(array)))]),
+        enable_sampling=True, alpha=0.1, nbest_size=-1, num_threads=1)]
+        for array, processor in ((plain.source, tokenizer.source), (plain.target, tokenizer.target))]
+    assert [[array[i].tolist() for i in range(len(array))] for array in (first.source, first.target)] == in_memory
