@@ -456,3 +456,19 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
         assert trainers[name]._validate_model() == trainers["plain"]._validate_model()
     for trainer in trainers.values():
         trainer.reporter.close()
+
+
+def test_a_fresh_run_removes_an_earlier_run_best_pt(tiny_workdir: Path, tmp_path: Path) -> None:
+    """An earlier run's best.pt (perhaps of another architecture, here recording a score no run
+    reaches) must not be what this run, stopped before its first validation and resumed, has to beat."""
+    from seq2seq.train import Trainer
+
+    link_tiny_data(tiny_workdir, tmp_path)
+    model_dir = tmp_path / "models/model"
+    model_dir.mkdir(parents=True)
+    for name in ("best.pt", "last.pt", "step-000050.pt"):
+        shutil.copy(tiny_workdir / "models/model/last.pt", model_dir / name)
+    rewrite_checkpoint(model_dir / "best.pt", lambda content: content.update(summary={"valid_chrf": 99.0}))
+    trainer = Trainer(tiny_params(train={"max_steps": 2}), tiny_paths(tmp_path), resume=False)
+    trainer.reporter.close()
+    assert list(model_dir.iterdir()) == []
