@@ -82,3 +82,15 @@ def test_a_stopped_reverse_run_says_how_to_resume_it_and_never_keeps_a_stale_bes
     assert content["summary"]["step"] == step + 2 and content["summary"]["valid_chrf"] <= 100
     forward = load_tokenizer(tiny_workdir / "models/tokenizer")
     assert tokenizer.source.serialized_model_proto() == forward.target.serialized_model_proto()  # reads Korean
+
+
+def test_the_reverse_run_takes_reverse_steps_on_every_machine() -> None:
+    from seq2seq.config import load_params
+    from seq2seq.reverse import reverse_params
+    from seq2seq.training_budget import step_budget
+
+    params = load_params(Path(__file__).parent.parent / "params.yaml")  # max_steps auto, a table for every class
+    for device in ("cpu", "cuda"):
+        budget = step_budget(reverse_params(params).train, torch.device(device), "backtranslation.reverse_steps")
+        assert (budget.steps, budget.source) == (params.backtranslation.reverse_steps, "backtranslation.reverse_steps")
+        assert f"{budget.steps:,} steps: backtranslation.reverse_steps" in budget.line

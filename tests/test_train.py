@@ -170,6 +170,15 @@ def test_a_number_in_max_steps_wins_on_every_machine(tiny_workdir: Path, tmp_pat
     assert (metrics["max_steps"], metrics["max_steps_from"]) == (5, "train.max_steps")
 
 
+def test_a_gpu_takes_the_cuda_entry_of_the_class_table() -> None:
+    from seq2seq.training_budget import step_budget
+
+    config = tiny_params(train={"max_steps": "auto", "max_steps_by_cpu_class": EVERY_CLASS}).train
+    budget = step_budget(config, torch.device("cuda"))
+    assert (budget.steps, budget.source) == (9, "train.max_steps_by_cpu_class.cuda")
+    assert budget.line == "cuda: 9 steps: the cuda entry in train.max_steps_by_cpu_class (train.max_steps is auto)"
+
+
 def test_the_expected_minutes_span_the_measured_machines_of_each_class() -> None:
     from seq2seq.training_budget import expected_minutes
 
