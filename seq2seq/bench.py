@@ -31,7 +31,9 @@ from seq2seq.device import (
 )
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.train import Distributed, TrainPaths, learning_rate, make_optimizer, train_step
+from seq2seq.training_data import TrainPaths
+from seq2seq.training_process import Distributed
+from seq2seq.training_step import learning_rate, make_optimizer, train_step
 
 
 def training_throughput(model_config: ModelConfig, params: Params, data: ParallelData, vocab_sizes: tuple[int, int],
@@ -204,7 +206,8 @@ def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
     `window` steps (a plateau) or for `max_steps`."""
     import os
 
-    from seq2seq.train import TrainingData, start_process
+    from seq2seq.training_data import TrainingData
+    from seq2seq.training_process import start_process
 
     config = params.train
     if memory_mib() is None:
