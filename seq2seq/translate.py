@@ -119,6 +119,13 @@ def split_sentences(text: str) -> tuple[list[str], list[str]]:
     return sentences, [*layout, text[position:]]
 
 
+def split_paragraphs(texts: list[str], split: bool = True) -> list[Paragraph]:
+    """Each text as its sentences and layout (`split_sentences`; with `split` false, the text whole)."""
+    if not split:
+        return [Paragraph([text], ["", ""]) for text in texts]
+    return [Paragraph(*split_sentences(text)) for text in texts]
+
+
 def join_sentences(layout: list[str], sentences: list[str]) -> str:
     """The inverse of `split_sentences`, with other sentences in the same places."""
     return "".join(before + sentence for before, sentence in zip(layout, sentences, strict=False)) + layout[-1]
@@ -210,10 +217,8 @@ class Translator:
         self.sampler = None if sample_seed is None else torch.Generator().manual_seed(sample_seed)
 
     def paragraphs(self, texts: list[str]) -> list[Paragraph]:
-        """Each text as its sentences and layout (`split_sentences`; without splitting, the text whole)."""
-        if not self.split_sentences:
-            return [Paragraph([text], ["", ""]) for text in texts]
-        return [Paragraph(*split_sentences(text)) for text in texts]
+        """Each text as its sentences and layout (`split_paragraphs`, splitting as this translator does)."""
+        return split_paragraphs(texts, self.split_sentences)
 
     def translate(self, texts: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
         """Korean translations, one per input text, in order; `tag_ids` gives each text its domain tag;
