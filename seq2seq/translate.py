@@ -102,20 +102,19 @@ def split_sentences(text: str) -> tuple[list[str], list[str]]:
     Blank text gives ([], [""])."""
     if not text.strip():
         return [], [""]
-    sentences, layout, position = [], [], 0
+    # The splitter changes only whitespace (it makes runs of spaces one space): the k-th visible
+    # character of its sentences is the k-th of the text, wherever the text has spaces.
+    visible = [match.start() for match in re.finditer(r"\S", text)]
+    sentences, layout, position, seen = [], [], 0, 0
     for found in _moses_splitter().split(_SPACING.sub(" ", text)):
-        words = found.split()
-        if not words:
+        count = len("".join(found.split()))
+        if not count:
             continue
-        # The splitter makes runs of spaces one space: find the sentence with any spacing between its words.
-        match = re.compile(r"\s+".join(map(re.escape, words))).search(text, position)
-        if match is None:  # not seen: the splitter changes only spacing; keep the text whole then
-            stripped = text.strip()
-            start = text.index(stripped)
-            return [stripped], [text[:start], text[start + len(stripped) :]]
-        sentences.append(match.group())
-        layout.append(text[position : match.start()])
-        position = match.end()
+        start, end = visible[seen], visible[seen + count - 1] + 1
+        seen += count
+        sentences.append(text[start:end])
+        layout.append(text[position:start])
+        position = end
     return sentences, [*layout, text[position:]]
 
 

@@ -238,6 +238,26 @@ def test_a_paragraph_maps_back_to_its_text_whatever_the_spacing(text: str) -> No
     assert all(not part.strip() for part in layout)
 
 
+def test_any_text_is_its_sentences_and_the_spacing_around_them() -> None:
+    """Seeded random texts of words, punctuation and every kind of spacing: the sentences and the
+    layout put together give back the text, the sentences have no spacing at their ends, and the
+    layout is only spacing."""
+    import random
+
+    words = ["It", "rained", "day.", "Mr.", "Smith", "said:", '"Hi!"', "Then?", "(ok.)", "...", "Yes!",
+             "\u00a0", "\r\n", "\n", "\n\n", "\u2028"]
+    spacing = ["", " ", "  ", "\t", " \n"]
+    generator = random.Random(31)
+    for _ in range(300):
+        text = "".join(generator.choice(words) + generator.choice(spacing) for _ in range(generator.randint(1, 25)))
+        sentences, layout = split_sentences(text)
+        if not text.strip():
+            continue
+        assert join_sentences(layout, sentences) == text
+        assert all(sentence and sentence == sentence.strip() for sentence in sentences)
+        assert not "".join(layout).strip()
+
+
 def test_a_double_spaced_paragraph_is_translated_sentence_by_sentence(model_path: str) -> None:
     (en_a, ko_a), (en_b, ko_b), (en_c, ko_c) = toy_pairs()[:3]
     double_spaced = en_a.replace(" ", "  ", 1)
