@@ -1,6 +1,8 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
     POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
+                     -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
+                        translation has its pieces and weights too (`translation_json`)
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -68,13 +70,10 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class TranslateRequest:
     paragraphs: list[Paragraph]  # one per text
+    sentences: int  # in all the paragraphs
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
-
-    @property
-    def sentences(self) -> int:
-        return sum(len(paragraph.sentences) for paragraph in self.paragraphs)
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
@@ -124,7 +123,7 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, beam, attention, domain)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain)
 
 
 def translation_json(translation: Translation) -> dict[str, Any]:
