@@ -13,19 +13,18 @@ model trains on the parallel data alone.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from seq2seq.checkpoint import load_model
 from seq2seq.config import BacktranslationConfig
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_dir
 from seq2seq.prepare import normalize
-from seq2seq.search import translate_ids
-from seq2seq.tokenizer import batched
+from seq2seq.translate import Translator
 
 CHUNK = 1024  # sentences translated between two progress updates
 
@@ -69,18 +68,22 @@ def backtranslate(mono_dir: Path, reverse_dir: Path, out_dir: Path, config: Back
 
 def translate_korean(korean: list[str], model_path: Path, config: BacktranslationConfig,
                      device: torch.device | str) -> list[str]:
-    """English for each Korean sentence, by the reverse model at `model_path`, with progress."""
-    model, tokenizer, content = load_model(model_path, device)
-    limit = content.get("max_source_length") or 200
-    never_emitted = tokenizer.never_emitted()
-    generator = torch.Generator().manual_seed(config.seed) if config.search == "sampling" else None
-    beam_size = config.beam_size if config.search == "beam" else 1
+    """English for each Korean sentence, by the reverse model at `model_path`, with progress. The
+    `Translator` decodes, line by line (no sentence splitting), with `config`'s search and the
+    built-in output ratio, n-gram setting and batch size; sentences longer than the model was
+    trained on are cut to that length, with one warning for them all."""
+    cut: list[str] = []
+    translator = Translator(model_path, beam_size=config.beam_size if config.search == "beam" else 1,
+                            length_penalty=config.length_penalty, device=str(device), warn=cut.append,
+                            split_sentences=False, params_path=None,
+                            sample_seed=config.seed if config.search == "sampling" else None)
     english: list[str] = []
     with tqdm(total=len(korean), unit="sentence", desc="backtranslate", mininterval=5) as bar:
-        for chunk in batched(korean, CHUNK):
-            ids = [sequence[:limit] for sequence in tokenizer.encode_source(chunk)]
-            found = translate_ids(model, ids, beam_size=beam_size, length_penalty=config.length_penalty,
-                                  device=device, never_emitted=never_emitted, sample_with=generator)
-            english += tokenizer.decode_target([hypothesis.tokens for hypothesis in found])
-            bar.update(len(chunk))
+        for start in range(0, len(korean), CHUNK):
+            english += translator.translate(korean[start : start + CHUNK])
+            bar.update(min(CHUNK, len(korean) - start))
+    if cut:
+        limit = translator.max_input_tokens
+        print(f"warning: {len(cut)} Korean sentences had more than {limit} tokens: their first {limit} were translated",
+              file=sys.stderr)
     return english

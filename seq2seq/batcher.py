@@ -5,6 +5,10 @@ at most `max_wait_s` (or until `max_sentences` are gathered), and runs them in o
 single worker thread, so the event loop keeps answering while the model computes. Requests with
 different decoding settings (beam size, attention) are run as separate calls of one gathering.
 
+A request is a list of items (texts) with a count of the sentences they hold (a text may split
+into several): the gathering bound, the queue's work and the rate are all counted in sentences,
+the unit the search's time grows with.
+
 Under overload a request is refused at once (503) when the sentences already queued would take
 longer than the deadline to compute at the rate of recent calls: queued, it would only end in a
 504 after a wait, and it would lengthen the wait of those behind it.
@@ -35,15 +39,17 @@ class TimedOut(Exception):
 
 @dataclass
 class Job:
-    """One request: its sentences, its decoding settings (a key: equal keys may share a call)."""
+    """One request: its items, the sentences they hold, its decoding settings (a key: equal keys
+    may share a call)."""
 
-    sentences: list[str]
+    items: list[Any]
+    sentences: int
     settings: Hashable
     future: asyncio.Future = field(repr=False)
 
 
-# run(sentences, settings) -> one result per sentence, in order; called on the worker thread.
-RunBatch = Callable[[list[str], Any], Sequence[Any]]
+# run(items, settings) -> one result per item, in order; called on the worker thread.
+RunBatch = Callable[[list[Any], Any], Sequence[Any]]
 
 
 class Batcher:
@@ -51,11 +57,13 @@ class Batcher:
 
     `max_sentences` bounds a gathering (a single larger request still runs whole); with
     `max_wait_s` 0 and `max_sentences` 1 every request runs alone (no dynamic batching).
+    `clock` (seconds) times the gathering and the calls: the tests pass one they advance themselves.
     """
 
     def __init__(self, run: RunBatch, max_sentences: int = 64, max_wait_s: float = 0.01, queue_size: int = 256,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.run = run
+        self.clock = clock
         self.max_sentences = max_sentences
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
@@ -79,16 +87,18 @@ class Batcher:
                 await self.worker
         self.executor.shutdown(wait=True)
 
-    async def submit(self, sentences: list[str], settings: Hashable) -> list[Any]:
-        """Queue a request and wait for its results; `QueueFull` or `TimedOut` when it cannot be served."""
-        job = Job(sentences, settings, asyncio.get_running_loop().create_future())
-        if self.queued_sentences and self.expected_seconds(len(sentences)) > ADMIT_WITHIN * self.timeout_s:
+    async def submit(self, items: list[Any], settings: Hashable, sentences: int | None = None) -> list[Any]:
+        """Queue a request of `items` holding `sentences` sentences (default: one an item) and wait
+        for its results, one per item; `QueueFull` or `TimedOut` when it cannot be served."""
+        job = Job(items, len(items) if sentences is None else sentences, settings,
+                  asyncio.get_running_loop().create_future())
+        if self.queued_sentences and self.expected_seconds(job.sentences) > ADMIT_WITHIN * self.timeout_s:
             raise QueueFull
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             raise QueueFull from None
-        self.queued_sentences += len(sentences)
+        self.queued_sentences += job.sentences
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), self.timeout_s)
         except asyncio.TimeoutError:
@@ -105,13 +115,13 @@ class Batcher:
     async def _gather(self) -> list[Job]:
         """The first waiting job, plus those that arrive within `max_wait_s`, up to `max_sentences`."""
         jobs = [await self.queue.get()]
-        count = len(jobs[0].sentences)
-        deadline = time.monotonic() + self.max_wait_s
+        count = jobs[0].sentences
+        deadline = self.clock() + self.max_wait_s
         while count < self.max_sentences:
             try:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self.clock()
                 if remaining <= 0:
                     break
                 try:
@@ -119,7 +129,7 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             jobs.append(job)
-            count += len(job.sentences)
+            count += job.sentences
         self.queued_sentences -= count
         return jobs
 
@@ -136,15 +146,16 @@ class Batcher:
                     group = [job for job in group if not job.future.done()]  # expired during an earlier call
                     if not group:
                         continue
-                    sentences = [s for job in group for s in job.sentences]
+                    items = [item for job in group for item in job.items]
                     self.calls += 1
-                    started = time.perf_counter()
+                    started = self.clock()
                     try:
-                        results = await loop.run_in_executor(self.executor, self.run, sentences, settings)
-                        ended = time.perf_counter()
+                        results = await loop.run_in_executor(self.executor, self.run, items, settings)
+                        ended = self.clock()
                         # With a backlog the time between calls (gathering, the event loop's other
                         # work) is part of what each sentence costs, so it counts too.
-                        self._measured(len(sentences), ended - (self._backlog_since or started))
+                        since = started if self._backlog_since is None else self._backlog_since
+                        self._measured(sum(job.sentences for job in group), ended - since)
                         self._backlog_since = ended if self.queued_sentences else None
                     except Exception as error:  # reported to each waiting request, never kills the worker
                         for job in group:
@@ -154,14 +165,14 @@ class Batcher:
                     start = 0
                     for job in group:
                         if not job.future.done():
-                            job.future.set_result(list(results[start : start + len(job.sentences)]))
-                        start += len(job.sentences)
+                            job.future.set_result(list(results[start : start + len(job.items)]))
+                        start += len(job.items)
             finally:
                 for _ in jobs:
                     self.queue.task_done()
 
     def _measured(self, sentences: int, seconds: float) -> None:
         """Fold a call's seconds per sentence into the moving average (recent calls weigh most)."""
-        rate = seconds / sentences
+        rate = seconds / max(sentences, 1)
         previous = self.seconds_per_sentence
         self.seconds_per_sentence = rate if previous is None else 0.7 * previous + 0.3 * rate

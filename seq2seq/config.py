@@ -290,11 +290,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw)
 
 
-def decoding_settings(params_path: str | Path = "params.yaml", **options: Any) -> EvaluateConfig:
-    """The `evaluate` section of `params_path` (its defaults where there is no such file), with each
-    of `options` that is not None in place of its value: how `translate` decodes unless told otherwise."""
-    path = Path(params_path)
-    config = load_params(path).evaluate if path.exists() else EvaluateConfig()
+def decoding_settings(params_path: str | Path | None = "params.yaml", **options: Any) -> EvaluateConfig:
+    """The `evaluate` section of `params_path` (its defaults where there is no such file, or with
+    None), with each of `options` that is not None in place of its value: how `translate` decodes
+    unless told otherwise."""
+    path = None if params_path is None else Path(params_path)
+    config = load_params(path).evaluate if path is not None and path.exists() else EvaluateConfig()
     config = dataclasses.replace(config, **{name: value for name, value in options.items() if value is not None})
     config.validate()
     return config

@@ -1,13 +1,16 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
     POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
+                     -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
+                        translation has its pieces and weights too (`translation_json`)
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
 
 The model is loaded once; concurrent requests share search calls (`seq2seq.batcher`). Every
 mistake in a request is a 4xx JSON error that names the field; a full queue is 503, a request
-that waited too long 504.
+that waited too long 504. A text is split into sentences as the request is read: the limits, the
+queue and the batching count sentences, the unit the search's time grows with.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
-from seq2seq.translate import Translation, Translator
+from seq2seq.translate import Paragraph, Translation, Translator, split_paragraphs
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("seq2seq.serve")
@@ -43,7 +47,7 @@ log = logging.getLogger("seq2seq.serve")
 class Limits:
     """What one request may ask for, and how the server queues and batches."""
 
-    max_sentences: int = 32           # per request
+    max_sentences: int = 32           # per request, after splitting the texts into sentences
     max_characters: int = 5000        # per request, all sentences together
     max_body_bytes: int = 256 * 1024
     max_beam: int = 10
@@ -65,16 +69,18 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class TranslateRequest:
-    sentences: list[str]
+    paragraphs: list[Paragraph]  # one per text
+    sentences: int  # in all the paragraphs
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
 
 
-def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None
-                            ) -> TranslateRequest:
+def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
+                            split: Callable[[list[str]], list[Paragraph]] = split_paragraphs) -> TranslateRequest:
     """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong.
-    `domains` are the model's domain groups (None: trained without domain tags)."""
+    `domains` are the model's domain groups (None: trained without domain tags); `split` makes the
+    texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an integer of over 4,300 digits
@@ -89,20 +95,23 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     if "text" not in data:
         raise ApiError(422, "text", "the field text is missing: a string or a list of strings")
     text = data["text"]
-    sentences = [text] if isinstance(text, str) else text
-    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+    texts = [text] if isinstance(text, str) else text
+    if not isinstance(texts, list) or not all(isinstance(s, str) for s in texts):
         raise ApiError(422, "text", "text must be a string or a list of strings")
-    if not sentences:
+    if not texts:
         raise ApiError(422, "text", "text is an empty list: give at least one sentence")
-    for index, sentence in enumerate(sentences):
-        if not sentence.strip():
+    for index, entry in enumerate(texts):
+        if not entry.strip():
             where = "text" if isinstance(text, str) else f"text[{index}]"
             raise ApiError(422, where, f"{where} is empty: give an English sentence")
-    if len(sentences) > limits.max_sentences:
-        raise ApiError(413, "text", f"text has {len(sentences)} sentences; at most {limits.max_sentences} a request")
-    characters = sum(len(s) for s in sentences)
+    characters = sum(len(s) for s in texts)
     if characters > limits.max_characters:
         raise ApiError(413, "text", f"text has {characters} characters; at most {limits.max_characters} a request")
+    paragraphs = split(texts)  # of at most max_characters: milliseconds
+    sentences = sum(len(paragraph.sentences) for paragraph in paragraphs)
+    if sentences > limits.max_sentences:
+        raise ApiError(413, "text", f"text has {sentences} sentences once split; at most {limits.max_sentences} "
+                                    "a request")
     beam = data.get("beam", default_beam)
     if not isinstance(beam, int) or isinstance(beam, bool) or not 1 <= beam <= limits.max_beam:
         raise ApiError(422, "beam", f"beam must be an integer from 1 to {limits.max_beam}")
@@ -114,17 +123,33 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(sentences, beam, attention, domain)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain)
 
 
 def translation_json(translation: Translation) -> dict[str, Any]:
-    """One translation as JSON: its text, and the pieces and weights when they were asked for."""
+    """One translation as JSON: its text and, when they were asked for, its pieces and weights.
+
+    The weights are stored per sentence, as a sentence's output attends to its own source only:
+    `attention` has a row per output piece over the source pieces of that piece's sentence, and
+    `blocks` gives each sentence's [start, end) in `output_pieces` and `source_pieces`. A text of
+    one sentence has one block, and its rows span all the source pieces."""
     result: dict[str, Any] = {"text": translation.text}
-    if translation.attention is not None:
+    if translation.blocks is not None:
         result["source_pieces"] = translation.source_pieces
         result["output_pieces"] = translation.output_pieces
-        result["attention"] = [[round(w, 4) for w in row] for row in translation.attention.tolist()]
+        result["attention"] = [[round(w, 4) for w in row] for block in translation.blocks for row in block.tolist()]
+        result["blocks"], output, source = [], 0, 0
+        for block in translation.blocks:
+            rows, columns = block.shape
+            result["blocks"].append({"output": [output, output + rows], "source": [source, source + columns]})
+            output, source = output + rows, source + columns
     return result
+
+
+def translations_response(translations: list[Translation], beam: int) -> JSONResponse:
+    """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
+    after the search, and the search thread and the event loop have other requests to serve)."""
+    return JSONResponse({"translations": [translation_json(t) for t in translations], "beam": beam})
 
 
 def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
@@ -172,7 +197,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
                         f"the API's limit of {limits.max_beam}: lower it")
     info = model_info(translator, model_path)
     if batcher is None:
-        batcher = Batcher(lambda sentences, settings: run_translations(translator, sentences, settings),
+        batcher = Batcher(lambda paragraphs, settings: run_translations(translator, paragraphs, settings),
                           limits.batch_sentences, limits.batch_wait_s, limits.queue_size, limits.timeout_s)
 
     open_requests = 0  # touched on the event loop only
@@ -184,8 +209,9 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         open_requests += 1
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
-                                             limits, info["domains"])
-            translations = await batcher.submit(parsed.sentences, (parsed.beam, parsed.attention, parsed.domain))
+                                             limits, info["domains"], translator.paragraphs)
+            translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain),
+                                                parsed.sentences)
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -194,8 +220,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
         finally:
             open_requests -= 1
-        # Rendered on a worker thread: with attention, the body can run to megabytes.
-        return await run_in_threadpool(JSONResponse, {"translations": translations, "beam": parsed.beam})
+        return await run_in_threadpool(translations_response, translations, parsed.beam)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -237,11 +262,12 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
     return app
 
 
-def run_translations(translator: Translator, sentences: list[str], settings: tuple[int, bool, str | None]
-                     ) -> list[dict]:
-    """The batcher's call: translate `sentences` with (beam, attention, domain) settings, as JSON results."""
+def run_translations(translator: Translator, paragraphs: list[Paragraph], settings: tuple[int, bool, str | None]
+                     ) -> list[Translation]:
+    """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain)
+    settings. The JSON is made later, off this thread (`translations_response`)."""
     beam, attention, domain = settings
-    return [translation_json(t) for t in translator.translate_detailed(sentences, beam, attention, domain)]
+    return translator.translate_paragraphs(paragraphs, beam, attention, domain)
 
 
 def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import queue
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -38,12 +39,19 @@ def _warn_on_stderr(message: str) -> None:
 
 @dataclass
 class Translation:
-    """One translation; with attention asked for, also the pieces and the (output, source) weights."""
+    """One text's translation; with attention asked for, also its sentences' pieces one after the
+    other and each sentence's (output, source) weights, `blocks[i]` of shape (output pieces of
+    sentence i, its source pieces). Each sentence's output attends to its own source only."""
 
     text: str
     source_pieces: list[str] | None = None
     output_pieces: list[str] | None = None
-    attention: torch.Tensor | None = None
+    blocks: list[torch.Tensor] | None = None
+
+    @property
+    def attention(self) -> torch.Tensor | None:
+        """The (output pieces, source pieces) weights of the whole text: the blocks on the diagonal."""
+        return None if self.blocks is None else torch.block_diag(*self.blocks)
 
 
 def quantize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
@@ -69,22 +77,52 @@ def _moses_splitter():
     return SentenceSplitter(language="en")
 
 
+# Whitespace other than a line break: the Moses rules break sentences at spaces only, so a tab or
+# a no-break space after a full stop would hide the break from them.
+_SPACING = re.compile(r"[^\S\n]")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A text as its sentences and the text around them: `layout[i]` comes before sentence i and
+    `layout[-1]` after the last one, so `join` with other sentences keeps the text's spacing."""
+
+    sentences: list[str]
+    layout: list[str]
+
+    def join(self, sentences: list[str]) -> str:
+        """The text with `sentences` (one per sentence of this paragraph) in place of its own."""
+        return join_sentences(self.layout, sentences)
+
+
 def split_sentences(text: str) -> tuple[list[str], list[str]]:
     """The sentences of `text` and the text around them: `layout[i]` comes before sentence i and
-    `layout[-1]` after the last one, so `join_sentences` gives back the text's spacing.
+    `layout[-1]` after the last one, so `join_sentences` gives back the text itself, whatever its
+    spacing (double spaces, tabs and line breaks inside or between sentences stay where they were).
     Blank text gives ([], [""])."""
-    sentences, layout, position = [], [], 0
     if not text.strip():
         return [], [""]
-    for sentence in filter(None, _moses_splitter().split(text)):
-        start = text.find(sentence, position)
-        if start < 0:  # the splitter changed the sentence's inner spacing: keep the text whole
-            stripped = text.strip()
-            return [stripped], [text[: text.index(stripped)], text[text.index(stripped) + len(stripped) :]]
-        sentences.append(sentence)
+    # The splitter changes only whitespace (it makes runs of spaces one space): the k-th visible
+    # character of its sentences is the k-th of the text, wherever the text has spaces.
+    visible = [match.start() for match in re.finditer(r"\S", text)]
+    sentences, layout, position, seen = [], [], 0, 0
+    for found in _moses_splitter().split(_SPACING.sub(" ", text)):
+        count = len("".join(found.split()))
+        if not count:
+            continue
+        start, end = visible[seen], visible[seen + count - 1] + 1
+        seen += count
+        sentences.append(text[start:end])
         layout.append(text[position:start])
-        position = start + len(sentence)
+        position = end
     return sentences, [*layout, text[position:]]
+
+
+def split_paragraphs(texts: list[str], split: bool = True) -> list[Paragraph]:
+    """Each text as its sentences and layout (`split_sentences`; with `split` false, the text whole)."""
+    if not split:
+        return [Paragraph([text], ["", ""]) for text in texts]
+    return [Paragraph(*split_sentences(text)) for text in texts]
 
 
 def join_sentences(layout: list[str], sentences: list[str]) -> str:
@@ -115,8 +153,10 @@ def available_batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         done = batch[-1] is end
         if done:
             batch.pop()
-        for item in batch:
+        for index, item in enumerate(batch):
             if isinstance(item, BaseException):
+                if index:
+                    yield batch[:index]  # the lines read before the error are answered first
                 raise item
         if batch:
             yield batch
@@ -132,7 +172,9 @@ class Translator:
     normalised as in training and, with `split_sentences`, split into sentences; an empty text
     gives an empty translation; a sentence longer than the model was trained on is cut to that
     length, with a warning. A model trained with domain tags reads the tag of `domain` (default:
-    its default domain) before each sentence.
+    its default domain) before each sentence. With `params_path` None, settings left out take the
+    built-in defaults. With `sample_seed`, each output token is sampled (from a generator seeded
+    with it, so the outputs are reproducible) instead of searched for: the beam size is then unused.
     """
 
     def __init__(
@@ -148,7 +190,8 @@ class Translator:
         domain: str | None = None,
         quantize: bool = False,
         split_sentences: bool = True,
-        params_path: str | Path = "params.yaml",
+        params_path: str | Path | None = "params.yaml",
+        sample_seed: int | None = None,
     ) -> None:
         settings = decoding_settings(params_path, beam_size=beam_size, length_penalty=length_penalty,
                                      max_output_ratio=max_output_ratio, batch_size=batch_size,
@@ -170,62 +213,24 @@ class Translator:
         self.batch_size = settings.batch_size
         self.split_sentences = split_sentences
         self.warn = warn
+        self.sampler = None if sample_seed is None else torch.Generator().manual_seed(sample_seed)
 
-    def _source_ids(self, sentences: list[str], first_number: int = 1) -> list[list[int]]:
-        ids = self.tokenizer.encode_source([normalize(s) for s in sentences])
-        for number, sequence in enumerate(ids, start=first_number):
-            if len(sequence) > self.max_input_tokens:
-                limit = self.max_input_tokens
-                self.warn(f"sentence {number} has {len(sequence)} tokens; translating its first {limit}")
-                del sequence[self.max_input_tokens :]
-        return ids
-
-    def _tagged(self, ids: list[list[int]], tag_ids: list[int] | None) -> list[list[int]]:
-        """Each non-empty sequence after its domain tag (`tag_ids`, or this translator's domain)."""
-        if self.tag_id is None:
-            return ids
-        tag_ids = tag_ids or [self.tag_id] * len(ids)
-        return [[tag, *sequence] if sequence else [] for tag, sequence in zip(tag_ids, ids, strict=True)]
-
-    def hypotheses(self, sentences: list[str], first_number: int = 1, tag_ids: list[int] | None = None
-                   ) -> list[Hypothesis | None]:
-        """Best hypothesis per sentence (None for an empty one); `tag_ids` overrides the domain tag per sentence."""
-        return self._search(self._tagged(self._source_ids(sentences, first_number), tag_ids))
-
-    def _search(self, ids: list[list[int]], attention: bool = False, beam_size: int | None = None
-                ) -> list[Hypothesis | None]:
-        present = [i for i, sequence in enumerate(ids) if sequence]
-        results: list[Hypothesis | None] = [None] * len(ids)
-        found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, beam_size or self.beam_size,
-                              self.length_penalty, self.max_output_ratio, self.device,
-                              no_repeat_ngram_size=self.no_repeat_ngram_size, attention=attention,
-                              never_emitted=self.tokenizer.never_emitted())
-        for index, hypothesis in zip(present, found, strict=True):
-            results[index] = hypothesis
-        return results
-
-    def _paragraphs(self, texts: list[str]) -> tuple[list[tuple[list[str], list[str]]], list[str]]:
-        """Each text's sentences and layout (`split_sentences`; without splitting, the text whole),
-        and all the texts' sentences in one list."""
-        paragraphs = [split_sentences(text) for text in texts] if self.split_sentences else [
-            ([text], ["", ""]) for text in texts]
-        return paragraphs, [sentence for found, _ in paragraphs for sentence in found]
+    def paragraphs(self, texts: list[str]) -> list[Paragraph]:
+        """Each text as its sentences and layout (`split_paragraphs`, splitting as this translator does)."""
+        return split_paragraphs(texts, self.split_sentences)
 
     def translate(self, texts: list[str], first_number: int = 1, tag_ids: list[int] | None = None) -> list[str]:
-        """Korean translations, one per input text, in order; `tag_ids` gives each text its domain tag.
-        The sentences of all the texts are translated together, batched by length."""
-        paragraphs, sentences = self._paragraphs(texts)
-        sentence_tags = None if tag_ids is None else [
-            tag for tag, (found, _) in zip(tag_ids, paragraphs, strict=True) for _ in found]
-        hypotheses = self.hypotheses(sentences, first_number, sentence_tags)
-        decoded = iter(self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses]))
-        translated = iter([text if h else "" for text, h in zip(decoded, hypotheses, strict=True)])
-        return [join_sentences(layout, [next(translated) for _ in found]) for found, layout in paragraphs]
+        """Korean translations, one per input text, in order; `tag_ids` gives each text its domain tag;
+        `first_number` is the first text's line number in warnings. The sentences of all the texts
+        are translated together, batched by length."""
+        return [t.text for t in self.translate_paragraphs(self.paragraphs(texts), first_number=first_number,
+                                                          tag_ids=tag_ids)]
 
     def translate_stream(self, lines: Iterable[str]) -> Iterator[str]:
         """Translate lines as they come, in order: what has arrived goes at once, so a line typed or
         piped slowly is answered before the next one comes. From a file, up to 8 batches' worth go
-        together, sorted by length into batches as in evaluate (less padding than in arrival order)."""
+        together, sorted by length into batches as in evaluate (less padding than in arrival order).
+        An error reading the lines is raised after the lines read before it are translated."""
         number = 1
         for chunk in available_batches((line.rstrip("\r\n") for line in lines), 8 * self.batch_size):
             yield from self.translate(chunk, first_number=number)
@@ -234,42 +239,72 @@ class Translator:
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
                            domain: str | None = None) -> list[Translation]:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
-        given; with `attention`, also the source and output pieces and each output's (output, source)
-        weights. A text of several sentences gets their pieces one after the other and their weights
-        as blocks on the diagonal: each sentence's output attends to its own source only."""
-        paragraphs, sentences = self._paragraphs(texts)
-        parts = iter(self._translate_sentences_detailed(sentences, beam_size, attention, domain))
-        results = []
-        for found, layout in paragraphs:
-            translated = [next(parts) for _ in found]
-            text = join_sentences(layout, [part.text for part in translated])
-            drawn = [part for part in translated if part.attention is not None]
-            if not drawn:
-                results.append(Translation(text))
-                continue
-            results.append(Translation(text, [piece for part in drawn for piece in part.source_pieces],
-                                       [piece for part in drawn for piece in part.output_pieces],
-                                       torch.block_diag(*(part.attention for part in drawn))))
-        return results
+        given; with `attention`, also the source and output pieces and each sentence's weights
+        (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix)."""
+        return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain)
 
-    def _translate_sentences_detailed(self, sentences: list[str], beam_size: int | None, attention: bool,
-                                      domain: str | None) -> list[Translation]:
+    def translate_paragraphs(self, paragraphs: list[Paragraph], beam_size: int | None = None, attention: bool = False,
+                             domain: str | None = None, tag_ids: list[int] | None = None, first_number: int = 1
+                             ) -> list[Translation]:
+        """One translation per paragraph (see `paragraphs`), in order; all their sentences are
+        searched together. The domain tag is each paragraph's of `tag_ids`, else `domain`'s, else
+        the translator's; an empty sentence translates to an empty one."""
         if domain is not None and self.domains is None:
             raise UserError("this model was trained without domain tags: 'domain' does not apply")
-        ids = self._source_ids(sentences)
-        ids = self._tagged(ids, None if domain is None else [self.domains.tag_id(domain)] * len(ids))
+        ids = self._source_ids(paragraphs, first_number)
+        if self.domains is not None:
+            tag_ids = tag_ids or [self.domains.tag_id(domain) if domain else self.tag_id] * len(paragraphs)
+            sentence_tags = [tag for tag, paragraph in zip(tag_ids, paragraphs, strict=True)
+                             for _ in paragraph.sentences]
+            ids = [[tag, *sequence] if sequence else [] for tag, sequence in zip(sentence_tags, ids, strict=True)]
         hypotheses = self._search(ids, attention, beam_size)
         decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
+        sentences = iter(zip(ids, hypotheses, decoded, strict=True))
         results = []
-        for source_ids, hypothesis, text in zip(ids, hypotheses, decoded, strict=True):
-            if not attention or hypothesis is None:
-                results.append(Translation(text if hypothesis else ""))
-                continue
-            target_pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
-            weights = hypothesis.attention[: len(target_pieces)]
-            results.append(Translation(text, [self._source_piece(i) for i in source_ids],
-                                       target_pieces[: weights.size(0)], weights))
+        for paragraph in paragraphs:
+            found = [next(sentences) for _ in paragraph.sentences]
+            text = paragraph.join([text if hypothesis else "" for _, hypothesis, text in found])
+            drawn = [(source, hypothesis) for source, hypothesis, _ in found if hypothesis] if attention else []
+            results.append(self._with_attention(text, drawn) if drawn else Translation(text))
         return results
+
+    def _source_ids(self, paragraphs: list[Paragraph], first_number: int) -> list[list[int]]:
+        """The source ids of every sentence of `paragraphs`, cut to the length the model was trained
+        on, with a warning naming the text (numbered from `first_number`) and the sentence in it."""
+        ids = self.tokenizer.encode_source([normalize(s) for paragraph in paragraphs for s in paragraph.sentences])
+        places = ((number, index, len(paragraph.sentences))
+                  for number, paragraph in enumerate(paragraphs, start=first_number)
+                  for index in range(1, len(paragraph.sentences) + 1))
+        for sequence, (number, index, count) in zip(ids, places, strict=True):
+            if len(sequence) > self.max_input_tokens:
+                where = f"line {number}" if count == 1 else f"line {number} (sentence {index} of {count})"
+                self.warn(f"{where} has {len(sequence)} tokens; translating its first {self.max_input_tokens}")
+                del sequence[self.max_input_tokens :]
+        return ids
+
+    def _search(self, ids: list[list[int]], attention: bool = False, beam_size: int | None = None
+                ) -> list[Hypothesis | None]:
+        """Best hypothesis per id sequence (None for an empty one)."""
+        present = [i for i, sequence in enumerate(ids) if sequence]
+        results: list[Hypothesis | None] = [None] * len(ids)
+        found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, beam_size or self.beam_size,
+                              self.length_penalty, self.max_output_ratio, self.device,
+                              no_repeat_ngram_size=self.no_repeat_ngram_size, attention=attention,
+                              never_emitted=self.tokenizer.never_emitted(), sample_with=self.sampler)
+        for index, hypothesis in zip(present, found, strict=True):
+            results[index] = hypothesis
+        return results
+
+    def _with_attention(self, text: str, drawn: list[tuple[list[int], Hypothesis]]) -> Translation:
+        """`text` with the pieces and weights of its sentences' (source ids, hypothesis) pairs."""
+        source_pieces, output_pieces, blocks = [], [], []
+        for source_ids, hypothesis in drawn:
+            pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
+            weights = hypothesis.attention[: len(pieces)]
+            source_pieces += [self._source_piece(i) for i in source_ids]
+            output_pieces += pieces[: weights.size(0)]
+            blocks.append(weights)
+        return Translation(text, source_pieces, output_pieces, blocks)
 
     def _source_piece(self, piece_id: int) -> str:
         """How a source id is shown: its SentencePiece piece, or a domain tag such as `<general>`."""

@@ -5,6 +5,7 @@ import pytest
 from seq2seq.backtranslate import backtranslate, read_monolingual
 from seq2seq.config import BacktranslationConfig
 from seq2seq.errors import UserError
+from seq2seq.translate import Translator
 from tests.conftest import TOY_MONO
 
 
@@ -32,6 +33,29 @@ def test_sampling_is_seeded_and_differs_from_beam(reverse_workdir: Path, tmp_pat
     other, _, _ = run(reverse_workdir, tmp_path / "other", search="sampling", seed=2)
     assert sampled == again  # byte-reproducible
     assert sampled != other and sampled != beam
+
+
+@pytest.mark.parametrize(("search", "beam_size", "sample_seed"), [("beam", 2, None), ("greedy", 1, None),
+                                                                 ("sampling", 1, 5)])
+def test_back_translation_decodes_as_the_translator_does(reverse_workdir: Path, tmp_path: Path, search: str,
+                                                         beam_size: int, sample_seed: int | None) -> None:
+    """One decoding path: the Translator of the reverse model, line by line, with the built-in
+    decoding settings and the stage's search (its seed for sampling)."""
+    english, _, _ = run(reverse_workdir, tmp_path / "bt", search=search, beam_size=2, seed=5)
+    translator = Translator(reverse_workdir / "models/reverse/best.pt", beam_size=beam_size, split_sentences=False,
+                            params_path=None, sample_seed=sample_seed)
+    assert english == translator.translate(TOY_MONO)
+
+
+def test_long_korean_lines_are_cut_with_one_warning(reverse_workdir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mono").mkdir()
+    long_line = " ".join(TOY_MONO[:30])
+    (tmp_path / "mono/long.ko").write_text(f"{long_line}\n{TOY_MONO[0]}\n{long_line}\n", encoding="utf-8")
+    backtranslate(tmp_path / "mono", reverse_workdir / "models/reverse", tmp_path / "bt",
+                  BacktranslationConfig(enabled=True, beam_size=1))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: 2 Korean sentences had more than 100 tokens: their first 100 were translated"]
 
 
 def test_off_it_writes_empty_files(tmp_path: Path) -> None:

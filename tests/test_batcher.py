@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -85,25 +84,81 @@ def test_a_gathering_with_mixed_settings_gives_each_request_its_own_slice() -> N
     assert sorted(calls) == [("A", ["a1", "a2", "a3", "a4"]), ("B", ["b1", "b2", "b3", "b4"])]
 
 
+class Clock:
+    """The batcher's clock, moved on by the stand-in search by the seconds it stands for: the
+    rate and the admissions follow from the arithmetic, not from how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_request_that_could_not_be_served_within_the_deadline_is_refused_at_once() -> None:
-    """At 50 ms a sentence, a 0.5 s deadline and one sentence a call, about 10 queued requests can
-    be served in time: the rest are refused at submit (503) instead of timing out (504) after a wait."""
+    """At 30 ms a sentence, a 0.5 s deadline and one sentence a call, 13 queued requests can be
+    served within 80% of the deadline (0.4 s): the other 27 are refused at submit (503) instead of
+    timing out (504) after a wait, and the 13 are all answered within the deadline."""
+    clock = Clock()
+
     def run(sentences: list[str], settings: str) -> list[str]:
-        time.sleep(0.05 * len(sentences))
+        clock.now += 0.03 * len(sentences)
         return sentences
 
     async def scenario() -> tuple[list, float]:
-        batcher = Batcher(run, max_sentences=1, max_wait_s=0.0, timeout_s=0.5)
+        batcher = Batcher(run, max_sentences=1, max_wait_s=0.0, timeout_s=0.5, clock=clock)
         await batcher.start()
         await batcher.submit(["calibrate"], "s")  # the first call gives the rate
-        started = time.perf_counter()
+        started = clock.now
         results = await asyncio.gather(*(batcher.submit([f"s{i}"], "s") for i in range(40)), return_exceptions=True)
-        seconds = time.perf_counter() - started
         await batcher.stop()
-        return results, seconds
+        return results, clock.now - started
 
     results, seconds = asyncio.run(scenario())
     answered = [r for r in results if isinstance(r, list)]
-    refused = [r for r in results if isinstance(r, QueueFull)]
-    assert len(answered) + len(refused) == 40 and not any(isinstance(r, TimedOut) for r in results)
-    assert 5 <= len(answered) <= 12 and seconds < 1.0  # what fits the deadline is served, and in time
+    assert answered == [[f"s{i}"] for i in range(13)]
+    assert all(isinstance(r, QueueFull) for r in results[13:])
+    assert seconds == pytest.approx(13 * 0.03) and seconds <= 0.5
+
+
+def test_admission_and_the_rate_count_sentences_not_requests() -> None:
+    """A request of one text that splits into 4 sentences weighs 4: the rate is per sentence, and
+    at 30 ms a sentence only 3 such requests fit in 80% of a 0.5 s deadline (12 sentences, 0.36 s)."""
+    clock = Clock()
+
+    def run(texts: list[list[str]], settings: str) -> list[int]:
+        clock.now += 0.03 * sum(len(sentences) for sentences in texts)
+        return [len(sentences) for sentences in texts]
+
+    async def scenario() -> tuple[float | None, list]:
+        batcher = Batcher(run, max_sentences=1, max_wait_s=0.0, timeout_s=0.5, clock=clock)
+        await batcher.start()
+        await batcher.submit([["a."] * 5], "s", sentences=5)  # 0.15 s for one text of 5 sentences
+        rate = batcher.seconds_per_sentence
+        results = await asyncio.gather(*(batcher.submit([["b."] * 4], "s", sentences=4) for _ in range(10)),
+                                       return_exceptions=True)
+        await batcher.stop()
+        return rate, results
+
+    rate, results = asyncio.run(scenario())
+    assert rate == pytest.approx(0.03)
+    assert results[:3] == [[4]] * 3 and all(isinstance(r, QueueFull) for r in results[3:])
+
+
+def test_a_gathering_is_bounded_in_sentences() -> None:
+    """Four requests of 4 sentences each, 8 sentences a gathering: two calls of two requests."""
+    calls: list[list[str]] = []
+
+    def run(texts: list[str], settings: str) -> list[str]:
+        calls.append(texts)
+        return texts
+
+    async def scenario() -> list[list[str]]:
+        batcher = Batcher(run, max_sentences=8, max_wait_s=0.0, timeout_s=5)
+        await batcher.start()
+        results = await asyncio.gather(*(batcher.submit([f"t{i}"], "s", sentences=4) for i in range(4)))
+        await batcher.stop()
+        return results
+
+    assert asyncio.run(scenario()) == [["t0"], ["t1"], ["t2"], ["t3"]]
+    assert calls == [["t0", "t1"], ["t2", "t3"]]

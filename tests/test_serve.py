@@ -5,8 +5,10 @@ The server runs the tiny model trained by the session fixture; requests go to 12
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.serve import ApiError, Limits, create_app, load_translator, parse_translate_request, run_translations
 from seq2seq.tokenizer import load_tokenizer
-from seq2seq.translate import Translator
+from seq2seq.translate import Paragraph, Translation, Translator
 from tests.conftest import running_server, toy_pairs
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -70,6 +72,49 @@ def test_attention_gives_pieces_and_weights(client: httpx.Client) -> None:
     assert len(weights) == len(result["output_pieces"])
     assert all(len(row) == len(result["source_pieces"]) for row in weights)
     assert all(abs(sum(row) - 1.0) < 1e-2 for row in weights)
+    assert result["blocks"] == [{"output": [0, len(weights)], "source": [0, len(result["source_pieces"])]}]
+
+
+def test_a_paragraphs_attention_is_its_sentences_blocks(client: httpx.Client, translator: Translator) -> None:
+    """Each sentence's output attends to its own source only, so only those weights are sent: a row
+    per output piece over its sentence's source pieces, not a dense (all output x all source) matrix."""
+    first, second, third = english(3)
+    response = client.post("/translate", json={"text": f"{first}  {second}\n{third}", "attention": True, "beam": 1})
+    [result] = response.json()["translations"]
+    [expected] = translator.translate_detailed([f"{first}  {second}\n{third}"], beam_size=1, attention=True)
+    assert result["text"] == expected.text and len(expected.blocks) == 3
+    assert result["source_pieces"] == expected.source_pieces and result["output_pieces"] == expected.output_pieces
+    rows = [row for block in expected.blocks for row in block.tolist()]
+    assert result["attention"] == [[round(weight, 4) for weight in row] for row in rows]
+    for block, sent in zip(expected.blocks, result["blocks"], strict=True):
+        (output_start, output_end), (source_start, source_end) = sent["output"], sent["source"]
+        assert (output_end - output_start, source_end - source_start) == tuple(block.shape)
+        assert all(len(row) == source_end - source_start for row in result["attention"][output_start:output_end])
+    assert result["blocks"][-1]["output"][1] == len(result["output_pieces"])
+    assert result["blocks"][-1]["source"][1] == len(result["source_pieces"])
+    # What the search thread returns are the tensors: the JSON is made off it, in the response.
+    assert all(isinstance(t, Translation) for t in run_translations(translator, translator.paragraphs([first]),
+                                                                    (1, True, None)))
+
+
+def test_the_sentence_limit_counts_sentences_once_texts_are_split(client: httpx.Client) -> None:
+    """The fixture's limit is 4 sentences: one text of five is refused, naming the limit."""
+    response = client.post("/translate", json={"text": "Hi! Hi! Hi! Hi! Hi!", "attention": True})
+    assert response.status_code == 413 and response.json()["field"] == "text"
+    assert response.json()["error"] == "text has 5 sentences once split; at most 4 a request"
+    assert client.post("/translate", json={"text": ["Hi! Hi!", "Hi! Hi!"]}).status_code == 200
+
+
+def test_a_long_text_of_short_sentences_is_refused_at_once(translator: Translator, model_path: Path) -> None:
+    """The issue's reproduction: 5,000 characters of "Hi! " with attention, at the default limits,
+    was answered 200 after 17 s with a 94 MB body (and held the search thread meanwhile)."""
+    with running_server(create_app(translator, model_path)) as url:
+        started = time.perf_counter()
+        response = httpx.post(f"{url}/translate", json={"text": "Hi! " * 1250, "attention": True}, timeout=60)
+        seconds = time.perf_counter() - started
+    assert response.status_code == 413 and len(response.content) < 200
+    assert response.json()["error"] == "text has 1250 sentences once split; at most 32 a request"
+    assert seconds < 10  # about 10 ms: refused as it is read, never searched
 
 
 def test_health_info_and_page(client: httpx.Client, tiny_workdir: Path) -> None:
@@ -134,10 +179,17 @@ def test_a_default_beam_above_the_api_limit_stops_the_server_at_start(model_path
 
 
 def test_without_batching_a_request_is_still_one_search_call(model_path: Path) -> None:
-    """`--no-batching` stops merging requests; a request's own sentences still go into one batch."""
+    """`--no-batching` stops merging requests; a request's own sentences (as many as the API takes)
+    still go into one search call: the encoder runs once, on all of them."""
     unbatched = Limits(batch_sentences=1, batch_wait_s=0.0)
-    assert load_translator(model_path, EvaluateConfig(), "cpu", unbatched).batch_size == unbatched.max_sentences
-    assert load_translator(model_path, EvaluateConfig(), "cpu", Limits()).batch_size == Limits().batch_sentences
+    translator = load_translator(model_path, EvaluateConfig(beam_size=1), "cpu", unbatched)
+    encoded: list[int] = []
+    translator.model.encoder.register_forward_hook(lambda _module, inputs, _output: encoded.append(len(inputs[0])))
+    texts = [f"{first} {second}" for first, second in zip(english(32)[::2], english(32)[1::2], strict=True)]
+    with running_server(create_app(translator, model_path, unbatched)) as url:
+        response = httpx.post(f"{url}/translate", json={"text": texts}, timeout=60)
+    assert response.status_code == 200 and len(response.json()["translations"]) == 16
+    assert encoded == [unbatched.max_sentences]  # 16 texts, 32 sentences, one batch
 
 
 def test_wrong_method_and_path_get_json_errors(client: httpx.Client) -> None:
@@ -162,10 +214,10 @@ class Gate:
         self.started = threading.Event()
         self.released = threading.Event()
 
-    def __call__(self, sentences: list[str], settings: tuple[int, bool, str | None]) -> list[dict]:
+    def __call__(self, paragraphs: list[Paragraph], settings: tuple[int, bool, str | None]) -> list[Translation]:
         self.started.set()
         self.released.wait(timeout=30)
-        return run_translations(self.translator, sentences, settings)
+        return run_translations(self.translator, paragraphs, settings)
 
 
 def _wait_until(condition, seconds: float = 10.0) -> None:
@@ -191,15 +243,36 @@ def test_concurrent_requests_share_one_search_call(translator: Translator, model
     assert texts == translator.translate(sentences)
 
 
-def test_full_queue_is_503_and_a_long_wait_is_504(translator: Translator, model_path: Path) -> None:
+@contextlib.contextmanager
+def one_computing_one_queued(translator: Translator, model_path: Path, queued_text: str, limits: Limits | None = None,
+                             queue_size: int = 16, timeout_s: float = 30.0):
+    """A server whose search call is held shut (a `Gate`) with one request being computed and a
+    second, of `queued_text`, waiting in the queue: yields (url, batcher, gate, (computing, queued)),
+    the last two the futures of their answers."""
     gate = Gate(translator)
-    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=1, timeout_s=2.0)
-    with running_server(create_app(translator, model_path, batcher=batcher)) as url, \
+    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=queue_size, timeout_s=timeout_s)
+    with running_server(create_app(translator, model_path, limits or Limits(), batcher=batcher)) as url, \
             ThreadPoolExecutor(2) as pool:
-        running = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
+        computing = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
         assert gate.started.wait(timeout=10)
-        queued = pool.submit(httpx.post, f"{url}/translate", json={"text": "We read a book."}, timeout=30)
+        queued = pool.submit(httpx.post, f"{url}/translate", json={"text": queued_text}, timeout=30)
         _wait_until(lambda: batcher.queue.qsize() == 1)
+        yield url, batcher, gate, (computing, queued)
+
+
+def test_a_queued_paragraph_counts_as_its_sentences(translator: Translator, model_path: Path) -> None:
+    """The batcher's work (what admission and the rate are reckoned in) is sentences after splitting."""
+    paragraph = " ".join(english(3))
+    with one_computing_one_queued(translator, model_path, paragraph) as (_, batcher, gate, (running, queued)):
+        assert batcher.queued_sentences == 3
+        gate.released.set()
+        assert queued.result().json()["translations"][0]["text"] == translator.translate([paragraph])[0]
+        assert running.result().status_code == 200
+
+
+def test_full_queue_is_503_and_a_long_wait_is_504(translator: Translator, model_path: Path) -> None:
+    with one_computing_one_queued(translator, model_path, "We read a book.", queue_size=1, timeout_s=2.0) as (
+            url, batcher, gate, (running, queued)):
         refused = httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30)
         assert refused.status_code == 503
         assert "busy" in refused.json()["error"]
@@ -241,22 +314,30 @@ def test_domain_field_picks_the_tag_of_a_tagged_model(tagged_workdir: Path) -> N
         assert "general, technical" in unknown.json()["error"]
 
 
+def _answer_without_sending_the_body(url: str, declared_bytes: int) -> bytes:
+    """What the server answers to a POST /translate whose headers announce a body that never comes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"POST /translate HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n" % declared_bytes)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)  # a server waiting for the body times this out: the test fails
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
 def test_more_open_requests_than_the_limit_are_503_before_their_body_is_read(translator: Translator,
                                                                                model_path: Path) -> None:
     """Requests being read, queued or computed are bounded (so are the bodies held in memory): one
-    more is refused at once with the JSON 503, and the server serves again when they are answered."""
-    gate = Gate(translator)
-    batcher = Batcher(gate, max_sentences=64, max_wait_s=0.0, queue_size=16, timeout_s=30)
-    limits = Limits(max_open_requests=2)
-    with running_server(create_app(translator, model_path, limits, batcher=batcher)) as url, \
-            ThreadPoolExecutor(2) as pool:
-        running = pool.submit(httpx.post, f"{url}/translate", json={"text": "I ate bread today."}, timeout=30)
-        assert gate.started.wait(timeout=10)  # the first is being computed ...
-        queued = pool.submit(httpx.post, f"{url}/translate", json={"text": "We read a book."}, timeout=30)
-        _wait_until(lambda: batcher.queue.qsize() == 1)  # ... and the second waits: two open
-        held = [running, queued]
-        refused = httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30)
-        assert refused.status_code == 503 and "too many requests open" in refused.json()["error"]
+    more is refused at once with the JSON 503 (before its body is read: here it is never sent),
+    and the server serves again when they are answered."""
+    with one_computing_one_queued(translator, model_path, "We read a book.", Limits(max_open_requests=2)) as (
+            url, _, gate, held):  # one is being computed and one waits: two open
+        refused = _answer_without_sending_the_body(url, 1000)
+        assert refused.startswith(b"HTTP/1.1 503 ") and b"too many requests open" in refused
         gate.released.set()
         assert [future.result().status_code for future in held] == [200, 200]
         assert httpx.post(f"{url}/translate", json={"text": "He liked music."}, timeout=30).status_code == 200

@@ -71,18 +71,23 @@ def test_odd_characters_are_normalised_or_byte_encoded(model_path: str) -> None:
     assert translator.tokenizer.source.decode(ids) == plain
 
 
-def test_long_input_is_cut_with_a_warning(model_path: str) -> None:
+def test_long_input_is_cut_with_a_warning_naming_its_line_and_sentence(model_path: str) -> None:
     warnings: list[str] = []
-    translator = Translator(Path(model_path), beam_size=1, warn=warnings.append, split_sentences=False)
-    long_sentence = " ".join(en for en, _ in toy_pairs()[:40])
+    translator = Translator(Path(model_path), beam_size=1, warn=warnings.append)
+    long_sentence = " and ".join(en.rstrip(".") for en, _ in toy_pairs()[:40]) + "."  # one sentence
     full_ids = translator.tokenizer.encode_source([long_sentence])[0]
     assert len(full_ids) > 150
-    (hypothesis,) = translator._search(translator._source_ids([long_sentence]), attention=True)
-    assert warnings == [f"sentence 1 has {len(full_ids)} tokens; translating its first 100"]
-    assert hypothesis.attention.shape[1] == 100  # the model saw the first 100 source tokens only
+    alone, in_paragraph = translator.translate_detailed([long_sentence, f"{toy_pairs()[0][0]} {long_sentence}"],
+                                                        attention=True)
+    assert warnings == [f"line 1 has {len(full_ids)} tokens; translating its first 100",
+                        f"line 2 (sentence 2 of 2) has {len(full_ids)} tokens; translating its first 100"]
+    assert alone.attention.shape[1] == 100  # the model saw the first 100 source tokens only
     (first_100,) = translator._search([full_ids[:100]])
-    assert hypothesis.tokens == first_100.tokens
-    assert translator.translate([long_sentence]) == translator.tokenizer.decode_target([first_100.tokens])
+    assert alone.text == translator.tokenizer.decode_target([first_100.tokens])[0]
+    assert in_paragraph.text.endswith(" " + alone.text)
+    warnings.clear()
+    translator.translate(["Short.", long_sentence], first_number=41)  # e.g. the 40th and 41st lines of a file
+    assert warnings == [f"line 42 has {len(full_ids)} tokens; translating its first 100"]
 
 
 def test_missing_model_says_dvc_repro(tmp_path: Path) -> None:
@@ -218,6 +223,48 @@ def test_a_paragraph_is_split_into_sentences_and_joined_with_its_own_spacing() -
     assert split_sentences("   ") == ([], [""]) and join_sentences([""], []) == ""
 
 
+@pytest.mark.parametrize("text", [
+    "It rained  all day. We stayed at home. Then we slept.",
+    "It rained all day.\tWe stayed at home.\n\nThen  we\u00a0slept.",
+    " It rained\tall day.  We stayed \t at home. \r\nThen we slept.\n",
+])
+def test_a_paragraph_maps_back_to_its_text_whatever_the_spacing(text: str) -> None:
+    """Double spaces, tabs and line breaks between or inside sentences (a line break always ends
+    one): three sentences, each the text's own characters, and the text around them kept as it is."""
+    sentences, layout = split_sentences(text)
+    assert [" ".join(sentence.split()) for sentence in sentences] == [
+        "It rained all day.", "We stayed at home.", "Then we slept."]
+    assert join_sentences(layout, sentences) == text
+    assert all(not part.strip() for part in layout)
+
+
+def test_any_text_is_its_sentences_and_the_spacing_around_them() -> None:
+    """Seeded random texts of words, punctuation and every kind of spacing: the sentences and the
+    layout put together give back the text, the sentences have no spacing at their ends, and the
+    layout is only spacing."""
+    import random
+
+    words = ["It", "rained", "day.", "Mr.", "Smith", "said:", '"Hi!"', "Then?", "(ok.)", "...", "Yes!",
+             "\u00a0", "\r\n", "\n", "\n\n", "\u2028"]
+    spacing = ["", " ", "  ", "\t", " \n"]
+    generator = random.Random(31)
+    for _ in range(300):
+        text = "".join(generator.choice(words) + generator.choice(spacing) for _ in range(generator.randint(1, 25)))
+        sentences, layout = split_sentences(text)
+        if not text.strip():
+            continue
+        assert join_sentences(layout, sentences) == text
+        assert all(sentence and sentence == sentence.strip() for sentence in sentences)
+        assert not "".join(layout).strip()
+
+
+def test_a_double_spaced_paragraph_is_translated_sentence_by_sentence(model_path: str) -> None:
+    (en_a, ko_a), (en_b, ko_b), (en_c, ko_c) = toy_pairs()[:3]
+    double_spaced = en_a.replace(" ", "  ", 1)
+    result = run(["translate", "--model", model_path, "--beam", "1", f"{double_spaced} {en_b}\t{en_c}"])
+    assert result.exit_code == 0 and result.stdout == f"{ko_a} {ko_b}\t{ko_c}\n"
+
+
 def test_paragraphs_are_translated_sentence_by_sentence(model_path: str) -> None:
     (en_a, ko_a), (en_b, ko_b), (en_c, ko_c) = toy_pairs()[:3]
     translator = Translator(model_path, beam_size=1)
@@ -238,6 +285,7 @@ def test_attention_of_a_paragraph_is_its_sentences_blocks_on_the_diagonal(model_
     assert both.text == f"{a.text} {b.text}"
     assert both.source_pieces == a.source_pieces + b.source_pieces
     assert both.output_pieces == a.output_pieces + b.output_pieces
+    assert [block.shape for block in both.blocks] == [a.attention.shape, b.attention.shape]
     rows, columns = a.attention.shape
     assert not both.attention[:rows, columns:].any() and not both.attention[rows:, :columns].any()
     # the same weights as alone, up to the float rounding of another batch shape
@@ -263,6 +311,46 @@ def test_available_batches_take_what_has_come_and_never_wait() -> None:
     assert list(batches) == []
     ready = list(available_batches(iter(range(20)), size=8))
     assert [item for batch in ready for item in batch] == list(range(20)) and max(map(len, ready)) <= 8
+
+
+def test_a_reader_error_comes_after_the_lines_read_before_it(model_path: str) -> None:
+    """Streaming never drops good lines: those read before an error are batched and translated,
+    then the error is raised."""
+    pairs = toy_pairs()[:3]
+
+    def lines_then_error():
+        yield from (english for english, _ in pairs)
+        raise OSError("the input went away")
+
+    batches = available_batches(lines_then_error(), size=8)  # all three have come when the error does
+    assert next(batches) == [english for english, _ in pairs]
+    with pytest.raises(OSError, match="went away"):
+        next(batches)
+    translated = []
+    with pytest.raises(OSError, match="went away"):
+        for line in Translator(model_path, beam_size=1).translate_stream(lines_then_error()):
+            translated.append(line)
+    assert translated == [korean for _, korean in pairs]
+
+
+def test_translate_and_translate_detailed_agree_on_tags_and_empty_texts(tagged_workdir: Path) -> None:
+    """One path decodes for both: the same domain tag, the same empty output for an empty text."""
+    translator = Translator(tagged_workdir / "models/model/best.pt", beam_size=2)
+    texts = [toy_pairs()[0][0], "", f"{toy_pairs()[1][0]}  {toy_pairs()[2][0]}", "\x07"]
+    technical = translator.domains.tag_id("technical")
+    plain = translator.translate(texts, tag_ids=[technical] * len(texts))
+    detailed = translator.translate_detailed(texts, attention=True, domain="technical")
+    assert plain == [t.text for t in detailed] and plain[1] == plain[3] == ""
+    assert detailed[1].attention is None and detailed[3].attention is None
+    assert detailed[2].source_pieces.count("<technical>") == 2
+
+
+def test_sampling_is_seeded_and_reproducible(model_path: str) -> None:
+    english = [en for en, _ in toy_pairs()[:40]]
+    sampled = Translator(model_path, sample_seed=7).translate(english)
+    assert sampled == Translator(model_path, sample_seed=7).translate(english)
+    assert sampled != Translator(model_path, sample_seed=8).translate(english)
+    assert sampled != Translator(model_path, beam_size=1).translate(english)
 
 
 def test_stdin_line_is_answered_before_the_next_comes(model_path: str) -> None:
