@@ -6,7 +6,7 @@ import os
 # buffers for each matrix shape it meets, up to 1,024 of them. Training meets new shapes at every
 # step (batch sizes, lengths, and the rows still running at each step of the packed encoder), so
 # the train process grew from 1.4 to 3.9 GB; 64 kernels keep it flat, at no measured cost in speed
-# (README, "Memory of a long run"). Read when oneDNN first runs, so it must be set before any torch
+# (docs/log.md, "Memory of a long run"). Read when oneDNN first runs, so it must be set before any torch
 # work; a value already in the environment wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 

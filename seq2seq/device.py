@@ -36,7 +36,7 @@ def cpu_class() -> str:
 
     Training speed differs most between these classes (a 2-core AMD EPYC with AVX2 alone trained the
     old default at 3,300 target tokens/s, one with AVX512-BF16 at 13,400), so the train stage picks
-    its steps by class: `train.max_steps_by_cpu_class` (README, "Timings by CPU class"). AVX512-BF16
+    its steps by class: `train.max_steps_by_cpu_class` (docs/training.md). AVX512-BF16
     is not enough on an Intel CPU without AMX: on an Intel Xeon whose AMX the hypervisor hides, bf16
     autocast trained at 0.66x the float32 speed. So AMX counts only where the kernel lets this
     process use it (`amx_permitted`); refused, the class follows the other features.

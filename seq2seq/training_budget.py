@@ -3,7 +3,7 @@ many minutes the default model needs for them on this CPU class.
 
 `train.max_steps` wins wherever it is a number; `auto` takes this machine's entry in
 `train.max_steps_by_cpu_class` (a CPU class of `seq2seq.device.cpu_class`, or `cuda` on a GPU), so
-that the default trains about as long on every class (README, "Timings by CPU class").
+that the default trains about as long on every class (docs/training.md).
 """
 
 from __future__ import annotations

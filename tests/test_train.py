@@ -86,7 +86,7 @@ def test_plateau_halvings_stop_at_the_floor() -> None:
 
 
 def test_a_second_run_writes_the_same_best_pt(tiny_workdir: Path, tmp_path: Path) -> None:
-    """On one machine (CPU model, torch version, threads) training is byte-reproducible; see README."""
+    """On one machine (CPU model, torch version, threads) training is byte-reproducible; see docs/pipeline.md."""
     link_tiny_data(tiny_workdir, tmp_path)
     train(tiny_params(), tiny_paths(tmp_path))
     assert (tmp_path / "models/model/best.pt").read_bytes() == (tiny_workdir / "models/model/best.pt").read_bytes()
