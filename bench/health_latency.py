@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from seq2seq.bench import free_port, percentile, serve_process
+from seq2seq.bench.serving import free_port, percentile, serve_process
 
 
 def main() -> None:

@@ -347,8 +347,8 @@ def bench() -> None:
 def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded_dir: Path,
                 tokenizer_dir: Path, emulate_avx2: bool, baseline_dir: Path | None) -> None:
     """Steady-state training throughput in target tokens per second, and the CPU class it holds for."""
-    from seq2seq.bench import bench_train as run
-    from seq2seq.bench import emulate_avx2 as restart_emulated
+    from seq2seq.bench.training import bench_train as run
+    from seq2seq.bench.training import emulate_avx2 as restart_emulated
     from seq2seq.config import load_params
 
     if emulate_avx2:
@@ -366,7 +366,7 @@ def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded
               help="A plateau: less than 2% growth over this many steps.")
 def bench_memory(params_path: Path, max_steps: int, every: int, window: int) -> None:
     """Resident memory against training steps, until it levels off (needs `dvc repro encode`)."""
-    from seq2seq.bench import bench_memory as run
+    from seq2seq.bench.memory import bench_memory as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), max_steps, every, window):
@@ -380,7 +380,7 @@ def bench_memory(params_path: Path, max_steps: int, every: int, window: int) -> 
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Training steps to run.")
 def bench_scale(params_path: Path, copies: int, steps: int) -> None:
     """Peak memory of prepare, encode and training at 1x and COPIES x the corpus (needs `dvc repro tokenizer`)."""
-    from seq2seq.bench import bench_scale as run
+    from seq2seq.bench.memory import bench_scale as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):
@@ -391,7 +391,7 @@ def bench_scale(params_path: Path, copies: int, steps: int) -> None:
 @PARAMS
 def bench_step(params_path: Path) -> None:
     """Peak memory of one training step on the longest batch the params allow (random ids, no data needed)."""
-    from seq2seq.bench import bench_step_memory as run
+    from seq2seq.bench.memory import bench_step_memory as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path)):
@@ -412,7 +412,7 @@ def bench_step(params_path: Path) -> None:
 def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, beam_sizes: tuple[int, ...],
                  length_penalties: tuple[float, ...], ngram_sizes: tuple[int, ...]) -> None:
     """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
-    from seq2seq.bench import bench_decode as run
+    from seq2seq.bench.decoding import bench_decode as run
     from seq2seq.config import decoding_settings
 
     for line in run(model_path, paths.PREPARED, split, limit, list(beam_sizes), list(length_penalties),
@@ -432,7 +432,7 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int, ...], batch_size: int,
                     limit: int, quantize: bool) -> None:
     """Translation throughput in sentences per second, greedy and beam search."""
-    from seq2seq.bench import bench_translate as run
+    from seq2seq.bench.decoding import bench_translate as run
 
     if not sources_path.exists():
         raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
@@ -449,7 +449,7 @@ def bench_queue(sweep_path: Path, dry_run: bool) -> None:
 
     Then `dvc queue start --jobs 1` runs them (one at a time on 2 cores), and `dvc exp show`,
     `dvc metrics diff` and `dvc plots diff` compare them."""
-    from seq2seq.bench import queue_sweep
+    from seq2seq.bench.sweeps import queue_sweep
 
     for command in queue_sweep(sweep_path, dry_run):
         click.echo(command)
@@ -479,7 +479,7 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, 
                 timeout_s: float) -> None:
     """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic
     batching; with --overload, how it sheds a load above what it can serve."""
-    from seq2seq.bench import bench_serve as run
+    from seq2seq.bench.serving import bench_serve as run
 
     if not sources_path.exists():
         raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from seq2seq import device
-from seq2seq.bench import bench_memory, sweep_overrides
+from seq2seq.bench.memory import bench_memory
+from seq2seq.bench.sweeps import sweep_overrides
 from seq2seq.config import CPU_CLASSES, parse_params
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
 from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
