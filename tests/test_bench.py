@@ -1,4 +1,4 @@
-import copy
+import dataclasses
 import os
 import platform
 import re
@@ -12,8 +12,8 @@ import yaml
 
 from seq2seq import device
 from seq2seq.bench.memory import bench_memory
-from seq2seq.bench.sweeps import sweep_overrides
-from seq2seq.config import CPU_CLASSES, parse_params
+from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
+from seq2seq.config import CPU_CLASSES, load_params
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
 from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
 
@@ -121,32 +121,63 @@ SHIPPED_SWEEPS = sorted(str(path.relative_to(ROOT)) for pattern in ("presets/*.y
 
 
 @pytest.mark.parametrize("sweep_path", SHIPPED_SWEEPS)
-def test_every_shipped_sweep_and_preset_gives_valid_params(sweep_path: str) -> None:
-    """Each run of a shipped sweep or preset, applied to params.yaml as its `-S ++section.key=value`
-    overrides would apply it, passes the params check: a typo shows here, not hours into a queue."""
+def test_every_shipped_sweep_runs_with_the_values_it_names(sweep_path: str) -> None:
+    """Each run of a shipped sweep or preset, applied to params.yaml by DVC's own override code (as
+    `dvc exp run -S` applies it), passes the params check (a typo shows here, not hours into a queue)
+    and runs with exactly the values it names, mappings replaced whole; the other keys keep params.yaml's."""
     sweep = yaml.safe_load((ROOT / sweep_path).read_text(encoding="utf-8"))
-    shipped_params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    for overrides in sweep_overrides(sweep).values():
-        params = copy.deepcopy(shipped_params)
-        for override in overrides:
-            key, value = override.removeprefix("++").split("=", 1)
-            section, field = key.split(".", 1)
-            params[section][field] = yaml.safe_load(value)
-        parse_params(params)  # raises ConfigError naming the key
+    shipped = load_params(ROOT / "params.yaml")
+    overrides = sweep_overrides(sweep, yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
+    for name, run in sweep_runs(sweep).items():
+        params = params_after(ROOT / "params.yaml", overrides[name])
+        for section, values in run.items():
+            for key, value in values.items():
+                assert getattr(getattr(params, section), key) == value, (name, section, key)
+        untouched = [f.name for f in dataclasses.fields(shipped.train) if f.name not in run.get("train", {})]
+        assert all(getattr(params.train, key) == getattr(shipped.train, key) for key in untouched), name
+
+
+def test_the_recipe_baseline_runs_without_source_weights() -> None:
+    """The sweep's "baseline" is the run without source weights, not params.yaml's weights merged in."""
+    sweep = yaml.safe_load((ROOT / "bench/sweeps/recipe.yaml").read_text(encoding="utf-8"))
+    overrides = sweep_overrides(sweep, yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8")))
+    assert load_params(ROOT / "params.yaml").train.source_weights  # something to replace
+    assert params_after(ROOT / "params.yaml", overrides["baseline"]).train.source_weights == {}
+    assert params_after(ROOT / "params.yaml", overrides["weights"]).train.source_weights == {
+        "pydocs": 0.1, "bible": 0.1, "django-docs": 0.3, "gnome-help": 0.3}
+
+
+def test_a_sweep_sets_mappings_that_params_yaml_lacks(tmp_path: Path) -> None:
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text("train:\n  max_steps: 10\n")
+    sweep = {"runs": {"none": {"train": {"source_weights": {}}}, "some": {"train": {"source_weights": {"a": 2}}}}}
+    overrides = sweep_overrides(sweep, yaml.safe_load(params_path.read_text()))
+    assert overrides == {"none": [], "some": ["++train.source_weights={a: 2}"]}
+    assert params_after(params_path, overrides["some"]).train.source_weights == {"a": 2.0}
+
+
+def test_a_sweep_with_a_bad_run_queues_nothing(tmp_path: Path) -> None:
+    write_tiny_params(tmp_path)
+    (tmp_path / "sweep.yaml").write_text("runs: {good: {}, bad: {train: {max_stepz: 10}}}\n")
+    result = _run_seq2seq(["bench", "queue", "sweep.yaml"], {}, tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: sweep.yaml, run bad: unknown key 'train.max_stepz' in params; valid keys: " + ", ".join(
+            f.name for f in dataclasses.fields(load_params(tmp_path / "params.yaml").train))]
 
 
 def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
-    """Each run of a sweep file becomes a queued DVC experiment; DVC's queue runs them and
-    `dvc exp show` holds each one's headline metrics."""
+    """Each run of a sweep file becomes a queued DVC experiment; DVC's queue runs them, each with
+    the source weights it names (replacing params.yaml's, not merged into them), and `dvc exp show`
+    holds each one's params and headline metrics."""
     import json
     import time
 
-    import yaml
+    from tests.conftest import TINY_PARAMS, write_tiny_project
 
-    from tests.conftest import write_tiny_project
-
-    write_tiny_project(tmp_path)
-    sweep = {"base": {"train": {"max_steps": 20, "valid_every": 10}},
+    write_tiny_project(tmp_path, {**TINY_PARAMS, "train": {**TINY_PARAMS["train"],
+                                                           "source_weights": {"toy-a": 2, "toy-b": 0.25}}})
+    sweep = {"base": {"train": {"max_steps": 20, "valid_every": 10, "source_weights": {}}},
              "runs": {"short": {}, "longer": {"train": {"max_steps": 30, "source_weights": {"toy-b": 0.5}}}}}
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -165,7 +196,7 @@ def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
     queued = run(sys.executable, "-m", "seq2seq", "bench", "queue", "sweep.yaml").splitlines()
     longer = next(command for command in queued if "--name longer" in command)
     assert longer.startswith("dvc exp run --queue --name longer -S ++train.max_steps=30 ")
-    assert "-S '++train.source_weights={toy-b: 0.5}'" in longer
+    assert "-S '~train.source_weights' -S '++train.source_weights={toy-b: 0.5}'" in longer
     run(sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1")
     deadline = time.monotonic() + 240
     while "Queued" in (status := run(sys.executable, "-m", "dvc", "queue", "status")) or "Running" in status:
@@ -176,3 +207,6 @@ def test_a_sweep_runs_as_dvc_queued_experiments(tmp_path: Path) -> None:
     experiments = {exp["name"]: exp["revs"][0]["data"] for commit in shown for exp in commit["experiments"] or []}
     steps = {name: data["metrics"]["metrics/evaluate.json"]["data"]["steps"] for name, data in experiments.items()}
     assert steps == {"short": 20, "longer": 30}
+    weights = {name: data["params"]["params.yaml"]["data"]["train"].get("source_weights")
+               for name, data in experiments.items()}
+    assert weights == {"short": None, "longer": {"toy-b": 0.5}}
