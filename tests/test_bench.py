@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from seq2seq import device
-from seq2seq.bench.memory import bench_memory
+from seq2seq.bench.memory import bench_memory, plateau_start
 from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
-from seq2seq.config import CPU_CLASSES, load_params
-from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor, memory_mib
+from seq2seq.config import load_params
+from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_info, cpu_vendor, memory_mib
 from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
 
 
@@ -33,11 +33,30 @@ def test_memory_readings_follow_an_allocation() -> None:
 
 
 def test_bench_memory_reports_memory_against_steps(tiny_workdir: Path) -> None:
+    """Readings every 3 steps; the last line is the plateau that those readings show, or says there is none."""
     lines = list(bench_memory(tiny_params(), max_steps=9, every=3, window=3, paths=tiny_paths(tiny_workdir)))
     assert "oneDNN kernel cache" in lines[0]
-    steps = [int(m.group(1)) for line in lines if (m := re.match(r"step +(\d+): +[\d,]+ MiB resident", line))]
-    assert steps[:2] == [3, 6]
-    assert lines[-1].startswith(("plateau: ", "no plateau within 9 steps"))
+    readings = {int(m[1]): float(m[2].replace(",", "")) for line in lines
+                if (m := re.match(r"step +(\d+): +([\d,]+) MiB resident", line))}
+    assert list(readings)[:2] == [3, 6]
+    latest, start = max(readings), plateau_start(readings, window=3)
+    if start is None:
+        assert latest == 9 and lines[-1] == "no plateau within 9 steps (less than 2% growth over 3 steps)"
+    else:
+        assert lines[-1] == (f"plateau: {readings[latest]:,.0f} MiB at step {latest}, "
+                             f"{readings[start]:,.0f} MiB at step {start}")
+
+
+@pytest.mark.parametrize(("resident", "expected"), [
+    ({100: 1000, 150: 1010}, None),                      # no reading a window before the latest yet
+    ({100: 1000, 200: 1100, 300: 1200, 400: 1300}, None),  # grows 8% a window: no plateau
+    ({100: 1000, 200: 1100, 300: 1200, 400: 1210}, 300),   # 10% a window, then 0.8%
+    ({100: 1000, 200: 1300, 300: 1290}, 200),               # falls back
+    ({100: 1000, 150: 1030, 250: 1040}, 150),               # the last reading that far back counts, not the first
+])
+def test_a_plateau_is_less_than_2_percent_growth_over_the_window(resident: dict[int, float], expected: int | None
+                                                                  ) -> None:
+    assert plateau_start(resident, window=100) == expected
 
 
 def test_the_kernel_cache_is_bounded_unless_the_user_says_otherwise() -> None:
@@ -57,12 +76,18 @@ def _run_seq2seq(arguments: list[str], environment: dict[str, str], cwd: Path) -
                           capture_output=True, text=True)
 
 
-def test_cpu_class_follows_the_kernels_torch_uses(tmp_path: Path) -> None:
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
+def test_cpu_class_follows_the_kernels_torch_uses() -> None:
+    """Unemulated, the class is what the kernel's CPU flags make it; under the AVX2 emulation, avx2."""
+    flags = set((cpu_info("flags") or "").split())
+    fast_bf16 = "amx_tile" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
+    expected = "avx2" if "avx512f" not in flags else "bf16" if fast_bf16 else "avx512"
     code = "from seq2seq.device import cpu_class; print(cpu_class())"
-    emulated = subprocess.run([sys.executable, "-c", code], env={**os.environ, **AVX2_EMULATION},
-                              capture_output=True, text=True, check=True)
-    assert emulated.stdout.strip() == "avx2"
-    assert cpu_class() in CPU_CLASSES
+    plain = {name: value for name, value in os.environ.items() if name not in AVX2_EMULATION}
+    for environment, cpu_class_there in ((plain, expected), ({**plain, **AVX2_EMULATION}, "avx2")):
+        result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+                                check=True)
+        assert result.stdout.strip() == cpu_class_there
 
 
 @pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "vendor", "expected"), [

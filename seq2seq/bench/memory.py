@@ -50,13 +50,24 @@ def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
             resident[step], peak = memory_mib()
             yield (f"step {step:>5}: {resident[step]:>6,.0f} MiB resident, peak {peak:,.0f} MiB, "
                    f"{tokens / (time.perf_counter() - started):,.0f} target tokens/s")
-            earlier = [s for s in resident if s <= step - window]
-            if earlier and resident[step] <= 1.02 * resident[earlier[-1]]:
-                yield (f"plateau: {resident[step]:,.0f} MiB at step {step}, {resident[earlier[-1]]:,.0f} MiB "
-                       f"at step {earlier[-1]}")
+            start = plateau_start(resident, window)
+            if start is not None:
+                yield (f"plateau: {resident[step]:,.0f} MiB at step {step}, {resident[start]:,.0f} MiB "
+                       f"at step {start}")
                 return
         epoch += 1
     yield f"no plateau within {max_steps} steps (less than 2% growth over {window} steps)"
+
+
+def plateau_start(resident: dict[int, float], window: int, growth: float = 0.02) -> int | None:
+    """Where a plateau of `resident` (step -> MiB, in step order) starts: the last step at least `window`
+    steps before the latest reading, if the latest exceeds that step's reading by at most `growth`;
+    None while no reading is that old, or if memory grew more."""
+    latest = max(resident)
+    earlier = [step for step in resident if step <= latest - window]
+    if earlier and resident[latest] <= (1 + growth) * resident[earlier[-1]]:
+        return earlier[-1]
+    return None
 
 
 def bench_step_memory(params: Params) -> Iterator[str]:
