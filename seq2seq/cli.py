@@ -440,6 +440,21 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
         click.echo(line)
 
 
+@bench.command("paragraphs")
+@PARAMS
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True)
+@click.option("--limit", type=click.IntRange(min=3), default=999, show_default=True,
+              help="First N lines of data/prepared/valid.* (3 lines a paragraph).")
+def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
+    """chrF and BLEU of 3-line paragraphs of the valid split, with sentence splitting on and off."""
+    from seq2seq.bench.decoding import bench_paragraphs as run
+
+    if not (paths.PREPARED / "valid.en").exists():
+        raise UserError(f"{paths.PREPARED / 'valid.en'} not found: run `dvc repro prepare`")
+    for line in run(model_path, paths.PREPARED, limit, params_path):
+        click.echo(line)
+
 
 @bench.command("queue")
 @click.argument("sweep_path", type=click.Path(path_type=Path))

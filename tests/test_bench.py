@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from seq2seq import device
+from seq2seq.bench.decoding import bench_decode, bench_paragraphs, bench_translate
 from seq2seq.bench.memory import bench_memory, plateau_start
 from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
 from seq2seq.config import load_params
@@ -139,6 +140,28 @@ def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path} holds no seq2seq package (pass a "
                                                   "checkout, e.g. `git worktree add DIR main`)"]
+
+
+def test_decoding_benchmarks_report_each_setting(tiny_workdir: Path, tmp_path: Path) -> None:
+    """`bench translate`, `bench decode` and `bench paragraphs` on the tiny model: a line (or row) for
+    each setting, with the figures each names."""
+    model, prepared = tiny_workdir / "models/model/best.pt", tiny_workdir / "data/prepared"
+    write_tiny_params(tmp_path)
+    lines = list(bench_translate(model, prepared / "test.en", [1, 2], batch_size=4, limit=6))
+    assert lines[0].startswith(f"6 sentences of {prepared / 'test.en'}, batch size 4")
+    assert [re.fullmatch(r"(beam \d): [\d,.]+ sentences/s \([\d.]+ s\)", line)[1] for line in lines[1:]] == [
+        "beam 1", "beam 2"]
+    lines = list(bench_decode(model, prepared, "valid", 6, [1, 2], [0.6, 1.0], [0, 3],
+                              load_params(tmp_path / "params.yaml").evaluate))
+    settings = [re.fullmatch(r"beam (\d) length_penalty (\S+) no_repeat_ngram (\d): chrF [\d.]+ BLEU [\d.]+ "
+                             r"length ratio [\d.]+ \(\d+ s\)", line).groups() for line in lines[1:]]
+    assert settings == [("1", "-", "0"), ("1", "-", "3"), ("2", "0.6", "0"), ("2", "0.6", "3"), ("2", "1.0", "0"),
+                        ("2", "1.0", "3")]  # beam 1 ignores the length penalty: tried once
+    lines = list(bench_paragraphs(model, prepared, 7, tmp_path / "params.yaml"))
+    assert lines[0] == f"2 paragraphs of 3 lines of {prepared}/valid, model {model}"
+    rows = [re.fullmatch(r"\| (.+) \| (on|off|-) \| [\d.]+ \| [\d.]+ \| (?:\d+ )?\|", line).groups()
+            for line in lines[3:]]
+    assert rows == [("paragraphs", "off"), ("paragraphs", "on"), ("the lines one by one, joined", "-")]
 
 
 SHIPPED_SWEEPS = sorted(str(path.relative_to(ROOT)) for pattern in ("presets/*.yaml", "bench/sweeps/*.yaml")

@@ -1,5 +1,6 @@
 """Measurement: translation speed and quality by decoding setting (`seq2seq bench translate`, `bench
-decode`), through the product's own `Translator`.
+decode`) and with sentence splitting on and off (`bench paragraphs`), through the product's own
+`Translator`.
 """
 
 from __future__ import annotations
@@ -58,3 +59,34 @@ def bench_decode(model_path: Path, prepared_dir: Path, split: str, limit: int, b
         penalty = "-" if beam_size == 1 else f"{length_penalty:.1f}"
         yield (f"beam {beam_size} length_penalty {penalty} no_repeat_ngram {ngram_size}: chrF {scores['chrf']:.2f} "
                f"BLEU {scores['bleu']:.2f} length ratio {ratio:.2f} ({seconds:.0f} s)")
+
+
+def bench_paragraphs(model_path: Path, prepared_dir: Path, limit: int, params_path: Path) -> Iterator[str]:
+    """Yield a Markdown table: chrF and BLEU of translating paragraphs with sentence splitting on and
+    off, and of the paragraphs' lines translated one by one and joined, with the decoding settings of
+    `params_path`. A paragraph is 3 consecutive lines of the first `limit` of the valid split
+    (FLORES-200 dev in the pipeline) joined by a space, and so is its reference."""
+    from seq2seq.evaluate import score
+    from seq2seq.translate import Translator
+
+    english, korean = ((prepared_dir / f"valid.{lang}").read_text(encoding="utf-8").splitlines()[:limit]
+                       for lang in ("en", "ko"))
+    count = len(english) // 3 * 3
+
+    def paragraphs(lines: list[str]) -> list[str]:
+        return [" ".join(lines[start : start + 3]) for start in range(0, count, 3)]
+
+    references = paragraphs(korean)
+    yield f"{len(references)} paragraphs of 3 lines of {prepared_dir}/valid, model {model_path}"
+    yield "| input | splitting | chrF | BLEU | seconds |"
+    yield "|---|---|---:|---:|---:|"
+    translator = Translator(model_path, params_path=params_path)
+    for split in (False, True):
+        translator.split_sentences = split
+        started = time.perf_counter()
+        scores = score(translator.translate(paragraphs(english)), references, ("chrf", "bleu"))[0]
+        yield (f"| paragraphs | {'on' if split else 'off'} | {scores['chrf']:.2f} | {scores['bleu']:.2f} | "
+               f"{time.perf_counter() - started:.0f} |")
+    translator.split_sentences = False
+    scores = score(paragraphs(translator.translate(english[:count])), references, ("chrf", "bleu"))[0]
+    yield f"| the lines one by one, joined | - | {scores['chrf']:.2f} | {scores['bleu']:.2f} | |"
