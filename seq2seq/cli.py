@@ -456,6 +456,28 @@ def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
         click.echo(line)
 
 
+@bench.command("stream")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True)
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
+              show_default=True, help="English sentences, one per line.")
+@click.option("--gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between the lines of the slow input.")
+@click.option("--slow-lines", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--file-lines", type=click.IntRange(min=1), default=1120, show_default=True)
+@click.option("--load-seconds", type=click.FloatRange(min=0), default=15, show_default=True,
+              help="Wait this long before the first slow line (the model loads meanwhile).")
+def bench_stream(model_path: Path, sources_path: Path, gap: float, slow_lines: int, file_lines: int,
+                 load_seconds: float) -> None:
+    """How soon `seq2seq translate` answers a line on standard input, and its sentences/s on a file."""
+    from seq2seq.bench.decoding import bench_stream as run
+
+    if not sources_path.exists():
+        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
+    for line in run(model_path, sources_path, gap, slow_lines, file_lines, load_seconds):
+        click.echo(line)
+
+
 @bench.command("queue")
 @click.argument("sweep_path", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Only print the dvc commands.")
@@ -502,6 +524,23 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, 
                     overload, timeout_s, overload_seconds):
         click.echo(line)
 
+
+@bench.command("health")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True)
+@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
+              show_default=True, help="English sentences, one per line: the first 32 make the attention request.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=20, show_default=True)
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 for the benchmarked server.")
+def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int) -> None:
+    """/health's latency while `seq2seq serve` answers the largest attention requests it takes."""
+    from seq2seq.bench.serving import bench_health as run
+
+    if not sources_path.exists():
+        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
+    for line in run(model_path, sources_path, seconds, port):
+        click.echo(line)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

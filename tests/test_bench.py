@@ -11,8 +11,9 @@ import torch
 import yaml
 
 from seq2seq import device
-from seq2seq.bench.decoding import bench_decode, bench_paragraphs, bench_translate
+from seq2seq.bench.decoding import bench_decode, bench_paragraphs, bench_stream, bench_translate
 from seq2seq.bench.memory import bench_memory, plateau_start
+from seq2seq.bench.serving import bench_health, free_port
 from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
 from seq2seq.config import load_params
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_info, cpu_vendor, memory_mib
@@ -162,6 +163,21 @@ def test_decoding_benchmarks_report_each_setting(tiny_workdir: Path, tmp_path: P
     rows = [re.fullmatch(r"\| (.+) \| (on|off|-) \| [\d.]+ \| [\d.]+ \| (?:\d+ )?\|", line).groups()
             for line in lines[3:]]
     assert rows == [("paragraphs", "off"), ("paragraphs", "on"), ("the lines one by one, joined", "-")]
+
+
+def test_stream_and_health_benchmarks_run_the_real_commands(tiny_workdir: Path) -> None:
+    """`bench stream` pipes lines through `seq2seq translate`; `bench health` asks a `seq2seq serve`
+    process for /health while it answers attention requests."""
+    model, sources = tiny_workdir / "models/model/best.pt", tiny_workdir / "data/prepared/test.en"
+    slow, fast = bench_stream(model, sources, gap=0, slow_lines=2, file_lines=6, load_seconds=0)
+    assert re.fullmatch(r"slow input, a line every 0 s: first line out \d+ ms after it went in, median \d+ ms, "
+                        r"max \d+ ms over 2 lines", slow)
+    assert re.fullmatch(r"fast input \(6 lines at once\): [\d.]+ sentences/s through the pipe; [\d.]+ in one "
+                        r"Translator.translate call", fast)
+    (line,) = bench_health(model, sources, seconds=1, port=free_port())
+    found = re.fullmatch(r"(\d+) sentences, (\d+) characters, attention: (\d+) answers of [\d.]+ MB; /health: "
+                         r"(\d+) requests, p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms", line)
+    assert found and int(found[1]) == min(32, len(sources.read_text().splitlines())) and int(found[4]) > 10
 
 
 SHIPPED_SWEEPS = sorted(str(path.relative_to(ROOT)) for pattern in ("presets/*.yaml", "bench/sweeps/*.yaml")

@@ -1,24 +1,27 @@
 """Benchmarks: measurement, not product.
 
-The product is the rest of the `seq2seq` package (the pipeline stages, `Translator`, `serve`); nothing
-in it imports from here. This subpackage measures the product on the real data, through the product's
-own code (its training step and epoch batches, `Translator`, a `seq2seq serve` process), and is what
-`seq2seq bench ...` runs. One module per family:
+The product is the rest of the `seq2seq` package (the pipeline stages, `Translator`, `serve`); none of
+it imports from here but the CLI's `bench` group. This subpackage measures the product on the real
+data through the product's own code (its training step and epoch batches, `Translator`, `seq2seq
+translate` and `seq2seq serve` processes) and is what `seq2seq bench ...` runs. One module a family:
 
 - `training`: training throughput and the CPU class it holds for (`bench train`)
 - `memory`: resident memory against steps, one step's peak, memory as the corpus grows
   (`bench memory`, `bench step`, `bench scale`)
-- `decoding`: translation speed and quality by decoding setting (`bench translate`, `bench decode`)
-- `serving`: a server under closed- and open-loop load (`bench serve`), and the helpers that start
-  and measure a server
+- `decoding`: translation speed and quality by decoding setting, paragraphs with sentence splitting
+  on and off, streaming standard input (`bench translate`, `bench decode`, `bench paragraphs`,
+  `bench stream`)
+- `serving`: a server under closed- and open-loop load, /health beside attention requests
+  (`bench serve`, `bench health`), and the helpers that start and measure a server
 - `sweeps`: sweep files queued as DVC experiments (`bench queue`)
 
-The repository's `bench/` holds one-off studies behind figures in the README, run as scripts with
-this package's helpers (they need a trained model, a browser or packages the product does not), and
-`bench/sweeps/`, the sweep files that `bench queue` takes.
+The repository's `bench/` holds what cannot live here: `bench/sweeps/` (the sweep files that `bench
+queue` takes) and three scripts, `profile_train.py` (it profiles older checkouts too, so it uses
+only long-standing interfaces and none of this subpackage), `screenshot.py` (a browser; it makes the
+README's picture) and `sentence_splitters.py` (the candidate splitters, which the product does not
+install).
 
-Speed is measured here, not in tests. The machine is noisy, so compare variants as ratios within one run.
-"""
+Speed is measured here, not in tests. The machine is noisy, so compare variants as ratios within one run."""
 
 from seq2seq.bench.decoding import bench_decode, bench_translate
 from seq2seq.bench.memory import bench_memory, bench_scale, bench_step_memory

@@ -1,10 +1,13 @@
 """Measurement: translation speed and quality by decoding setting (`seq2seq bench translate`, `bench
 decode`) and with sentence splitting on and off (`bench paragraphs`), through the product's own
-`Translator`.
+`Translator`; how soon `seq2seq translate` answers a line on standard input (`bench stream`).
 """
 
 from __future__ import annotations
 
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +93,66 @@ def bench_paragraphs(model_path: Path, prepared_dir: Path, limit: int, params_pa
     translator.split_sentences = False
     scores = score(paragraphs(translator.translate(english[:count])), references, ("chrf", "bleu"))[0]
     yield f"| the lines one by one, joined | - | {scores['chrf']:.2f} | {scores['bleu']:.2f} | |"
+
+
+def _translate_process(model_path: Path) -> subprocess.Popen:
+    """`seq2seq translate` reading standard input, its pipes open (text)."""
+    command = [sys.executable, "-m", "seq2seq", "translate", "--model", str(model_path)]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def slow_input_latencies(model_path: Path, lines: list[str], gap: float, load_seconds: float) -> list[float]:
+    """Seconds from writing each line to `seq2seq translate` to reading its translation, one line
+    every `gap` seconds, the first after `load_seconds` (as a person starts the command, then types)."""
+    process = _translate_process(model_path)
+    time.sleep(load_seconds)
+    latencies = []
+    for line in lines:
+        written = time.perf_counter()
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+        process.stdout.readline()
+        latencies.append(time.perf_counter() - written)
+        time.sleep(gap)
+    process.stdin.close()
+    process.wait()
+    return latencies
+
+
+def fast_input_rate(model_path: Path, lines: list[str]) -> float:
+    """Sentences/s of `seq2seq translate` given `lines` all at once, model loading excluded (timed
+    from the first line's translation)."""
+    process = _translate_process(model_path)
+    process.stdin.write(lines[0] + "\n")
+    process.stdin.flush()
+    process.stdout.readline()  # loaded and warm
+    started = time.perf_counter()
+    process.stdin.write("".join(line + "\n" for line in lines))
+    process.stdin.close()
+    outputs = process.stdout.read().splitlines()
+    seconds = time.perf_counter() - started
+    if process.wait() != 0 or len(outputs) != len(lines):
+        raise RuntimeError(f"seq2seq translate gave {len(outputs)} lines for {len(lines)} (exit {process.returncode})")
+    return len(lines) / seconds
+
+
+def bench_stream(model_path: Path, sources_path: Path, gap: float, slow_lines: int, file_lines: int,
+                 load_seconds: float) -> Iterator[str]:
+    """Yield report lines: slow input (a line every `gap` s, as typed or piped line by line), how soon
+    each line's translation comes out; fast input (a file), sentences/s through the pipe and in one
+    `Translator.translate` call (batches as full as they get)."""
+    from seq2seq.translate import Translator
+
+    lines = sources_path.read_text(encoding="utf-8").splitlines()
+    latencies = slow_input_latencies(model_path, lines[:slow_lines], gap, load_seconds)
+    yield (f"slow input, a line every {gap:g} s: first line out {1000 * latencies[0]:.0f} ms after it went in, "
+           f"median {1000 * statistics.median(latencies):.0f} ms, max {1000 * max(latencies):.0f} ms "
+           f"over {len(latencies)} lines")
+    file = lines[:file_lines]
+    translator = Translator(model_path)
+    translator.translate(file[:8])  # warm
+    started = time.perf_counter()
+    translator.translate(file)
+    in_process = len(file) / (time.perf_counter() - started)
+    yield (f"fast input ({len(file)} lines at once): {fast_input_rate(model_path, file):.1f} sentences/s through "
+           f"the pipe; {in_process:.1f} in one Translator.translate call")

@@ -1,12 +1,14 @@
 """Measurement: `seq2seq serve` under load (`seq2seq bench serve`): closed-loop clients with and
-without dynamic batching, then an open-loop overload; and the helpers that start a server and
-measure it, shared with the scripts in the repository's `bench/`.
+without dynamic batching, then an open-loop overload; /health's latency while the server answers
+the largest attention requests (`bench health`); and the helpers that start a server and measure
+it, shared with the scripts in the repository's `bench/`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import statistics
 import subprocess
 import sys
 import time
@@ -224,3 +226,42 @@ def overload_table(result: OverloadResult, factor: float, sustained: float, seco
     yield (f"| {result.share(200):.0%} | {result.share(503):.0%} | {result.share(504):.0%} | {other:.0%} | "
            f"{ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} | {max(memory[:half] or memory):.0f} | "
            f"{max(memory[half:]):.0f} | {memory[-1]:.0f} |")
+
+
+def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int) -> Iterator[str]:
+    """Yield a report line: /health's latency (p50, p99, max) while one client sends, again and again,
+    the largest request the API takes with `attention: true` (the first lines of `sources_path`, at
+    most 32 and 5,000 characters), and another asks /health every 10 ms for `seconds`."""
+    import threading
+
+    import httpx
+
+    sentences, total = [], 0
+    for line in sources_path.read_text(encoding="utf-8").splitlines():
+        if len(sentences) < 32 and total + len(line) <= 5000:
+            sentences.append(line)
+            total += len(line)
+    url = f"http://127.0.0.1:{port}"
+    with serve_process(model_path, port):
+        stop, sizes, health = threading.Event(), [], []
+
+        def attention_client() -> None:
+            with httpx.Client(timeout=120) as client:
+                while not stop.is_set():
+                    sizes.append(len(client.post(f"{url}/translate", json={"text": sentences, "attention": True}
+                                                 ).content))
+
+        worker = threading.Thread(target=attention_client)
+        worker.start()
+        with httpx.Client(timeout=30) as client:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                sent = time.perf_counter()
+                client.get(f"{url}/health")
+                health.append(1000 * (time.perf_counter() - sent))
+                time.sleep(0.01)
+        stop.set()
+        worker.join()
+    yield (f"{len(sentences)} sentences, {total} characters, attention: {len(sizes)} answers of "
+           f"{statistics.mean(sizes) / 1e6:.2f} MB; /health: {len(health)} requests, p50 {percentile(health, 50):.1f} "
+           f"ms, p99 {percentile(health, 99):.1f} ms, max {max(health):.1f} ms")
