@@ -326,6 +326,19 @@ def serve(model_path: Path, host: str, port: int, beam_size: int | None, device:
         quantize)
 
 
+def _existing_sources(_context: click.Context, _parameter: click.Parameter, path: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro prepare` or pass --sources")
+    return path
+
+
+BENCH_MODEL = click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+                           show_default=True)
+BENCH_SOURCES = click.option("--sources", "sources_path", type=click.Path(path_type=Path),
+                             default=paths.PREPARED / "test.en", show_default=True, callback=_existing_sources,
+                             help="English sentences, one per line.")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on the real prepared data (run `dvc repro encode` first)."""
@@ -400,8 +413,7 @@ def bench_step(params_path: Path) -> None:
 
 @bench.command("decode")
 @PARAMS
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+@BENCH_MODEL
 @click.option("--split", default="valid", show_default=True, help="Prepared split to score (data/prepared/SPLIT.*).")
 @click.option("--limit", type=click.IntRange(min=1), default=400, show_default=True, help="First N sentences.")
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
@@ -421,10 +433,8 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 
 
 @bench.command("translate")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many lines.")
@@ -434,16 +444,13 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
     """Translation throughput in sentences per second, greedy and beam search."""
     from seq2seq.bench.decoding import bench_translate as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit, quantize):
         click.echo(line)
 
 
 @bench.command("paragraphs")
 @PARAMS
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+@BENCH_MODEL
 @click.option("--limit", type=click.IntRange(min=3), default=999, show_default=True,
               help="First N lines of data/prepared/valid.* (3 lines a paragraph).")
 def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
@@ -457,10 +464,8 @@ def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
 
 
 @bench.command("stream")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds between the lines of the slow input.")
 @click.option("--slow-lines", type=click.IntRange(min=1), default=10, show_default=True)
@@ -472,8 +477,6 @@ def bench_stream(model_path: Path, sources_path: Path, gap: float, slow_lines: i
     """How soon `seq2seq translate` answers a line on standard input, and its sentences/s on a file."""
     from seq2seq.bench.decoding import bench_stream as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, gap, slow_lines, file_lines, load_seconds):
         click.echo(line)
 
@@ -493,10 +496,8 @@ def bench_queue(sweep_path: Path, dry_run: bool) -> None:
 
 
 @bench.command("serve")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--clients", "client_counts", type=click.IntRange(min=1, max=64), multiple=True, default=[1, 4, 16],
               show_default=True, help="Concurrent clients (repeat the option for several levels).")
 @click.option("--requests", "max_requests", type=click.IntRange(min=1), default=400, show_default=True,
@@ -518,18 +519,14 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, 
     batching; with --overload, how it sheds a load above what it can serve."""
     from seq2seq.bench.serving import bench_serve as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port,
                     overload, timeout_s, overload_seconds):
         click.echo(line)
 
 
 @bench.command("health")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line: the first 32 make the attention request.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=20, show_default=True)
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 for the benchmarked server.")
@@ -537,8 +534,6 @@ def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int
     """/health's latency while `seq2seq serve` answers the largest attention requests it takes."""
     from seq2seq.bench.serving import bench_health as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, seconds, port):
         click.echo(line)
 
