@@ -51,7 +51,7 @@ def run_overrides(run: Run, params: dict) -> list[str]:
         for key, value in run[section].items():
             if isinstance(value, dict) and key in held:
                 overrides.append(f"~{section}.{key}")
-            if value != {} or not isinstance(value, dict):
+            if value != {}:
                 overrides.append(f"++{section}.{key}={flow(value)}")
     return overrides
 
