@@ -30,9 +30,9 @@ class _Group(click.Group):
         except UserError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(getattr(interrupt, "exit_code", 130))  # training's StopRequested: 143 after SIGTERM
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,15 +147,13 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
     from seq2seq.config import load_params
     from seq2seq.train import TrainPaths
     from seq2seq.train import train as run
+    from seq2seq.training_process import run_under_torchrun
 
     params = load_params(params_path)
     if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={params.train.nproc}", "-m", "seq2seq", "train", "--params", str(params_path)]
-        command += [part for option, (name, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
-        # exec, not a child: `kill PID` or a scheduler's SIGTERM then reaches torchrun itself, which passes it
-        # to every worker and waits for them to save last.pt at a step boundary.
-        os.execv(sys.executable, [*command, "--resume"] if resume else command)
+        arguments = ["train", "--params", str(params_path)]
+        arguments += [part for option, (name, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
+        sys.exit(run_under_torchrun(params.train.nproc, [*arguments, "--resume"] if resume else arguments))
     progress = run(params, TrainPaths(**dirs), resume=resume)
     if progress.best_step:
         click.echo(f"best valid chrF {progress.best_chrf:.2f} at step {progress.best_step}; {progress.step} steps "

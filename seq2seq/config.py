@@ -7,6 +7,7 @@ that names the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -92,6 +93,7 @@ class ModelConfig:
 
 
 CPU_CLASSES = ("avx2", "avx512", "bf16")  # seq2seq.device.cpu_class() tells which one a CPU is
+MACHINE_CLASSES = (*CPU_CLASSES, "cuda")  # the keys of train.max_steps_by_cpu_class
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class TrainConfig:
     cooldown: float = 0.0  # the last fraction of max_steps, over which the rate falls linearly to the floor
     label_smoothing: float = 0.1
     clip_grad_norm: float = 1.0
-    max_steps: int = 2000
+    max_steps: int | Literal["auto"] = 2000  # auto: this machine's entry in max_steps_by_cpu_class
     max_steps_by_cpu_class: dict[str, int] = field(default_factory=dict)
     max_epochs: int = 100
     valid_every: int = 250
@@ -129,11 +131,6 @@ class TrainConfig:
     word_dropout: float = 0.0  # chance that a source token becomes UNK, in training only
     subword_alpha: float = 0.0  # SentencePiece sampling of the segmentation in training (0: off)
 
-    def steps_for(self, cpu_class: str | None) -> int:
-        """The steps to train on a CPU of `cpu_class` (None: on a GPU): its entry in
-        `max_steps_by_cpu_class`, else `max_steps`."""
-        return self.max_steps_by_cpu_class.get(cpu_class, self.max_steps) if cpu_class else self.max_steps
-
     def validate(self) -> None:
         _require(self.nproc >= 1, "train.nproc", "must be >= 1")
         _require(self.threads >= 0, "train.threads", "must be >= 0 (0: let torch decide)")
@@ -147,11 +144,14 @@ class TrainConfig:
         _require(0.0 <= self.cooldown < 1.0, "train.cooldown", "must be in [0, 1) (0: no cool-down)")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
         _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", "must be >= 0 (0: no clipping)")
-        _require(self.max_steps > 0, "train.max_steps", "must be > 0")
+        _require(self.max_steps == "auto" or self.max_steps > 0, "train.max_steps", "must be > 0 (or auto)")
         for name, steps in self.max_steps_by_cpu_class.items():
-            _require(name in CPU_CLASSES, f"train.max_steps_by_cpu_class.{name}",
-                     f"not a CPU class ({', '.join(CPU_CLASSES)})")
+            _require(name in MACHINE_CLASSES, f"train.max_steps_by_cpu_class.{name}",
+                     f"not a CPU class ({', '.join(CPU_CLASSES)}) nor cuda")
             _require(steps > 0, f"train.max_steps_by_cpu_class.{name}", "must be > 0")
+        missing = [name for name in MACHINE_CLASSES if name not in self.max_steps_by_cpu_class]
+        _require(self.max_steps != "auto" or not missing, "train.max_steps_by_cpu_class",
+                 f"train.max_steps is auto, so every class needs its steps here; missing: {', '.join(missing)}")
         _require(self.max_epochs > 0, "train.max_epochs", "must be > 0")
         _require(self.valid_every > 0, "train.valid_every", "must be > 0")
         _require(self.valid_sentences > 0, "train.valid_sentences", "must be > 0")
@@ -285,8 +285,14 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return {_check_type(f"{key} key", name, key_type): _check_type(f"{key}.{name}", item, value_type)
                 for name, item in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported type for {key}")  # pragma: no cover
+    if origin in (typing.Union, types.UnionType):  # the first alternative that takes the value
+        alternatives = typing.get_args(expected)
+        for alternative in alternatives:
+            with contextlib.suppress(ConfigError):
+                return _check_type(key, value, alternative)
+        described = (" or ".join(map(repr, typing.get_args(option))) if typing.get_origin(option) is Literal
+                     else option.__name__ for option in alternatives)
+        raise ConfigError(f"{key}: expected {' or '.join(described)}, got {value!r}")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):

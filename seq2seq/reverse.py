@@ -19,10 +19,11 @@ OFF_NOTE = "Back-translation is off (`backtranslation.enabled: false` in params.
 
 
 def reverse_params(params: Params) -> Params:
-    """The forward run's settings with `backtranslation.reverse_steps` steps on every CPU class, no
-    domain tags (the reverse model reads Korean, which has no tags) and no checkpoint averaging."""
+    """The forward run's settings with `backtranslation.reverse_steps` steps on every machine (a number in
+    train.max_steps wins over the class table), no domain tags (the reverse model reads Korean, which
+    has no tags) and no checkpoint averaging."""
     train_config = dataclasses.replace(params.train, max_steps=params.backtranslation.reverse_steps,
-                                       max_steps_by_cpu_class={}, domain_tags=False, average_checkpoints=0)
+                                       domain_tags=False, average_checkpoints=0)
     return dataclasses.replace(params, train=train_config)
 
 

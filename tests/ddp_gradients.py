@@ -14,7 +14,8 @@ import torch
 from seq2seq.data import ParallelData, collate
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import load_tokenizer
-from seq2seq.train import Distributed, backward
+from seq2seq.training_process import Distributed
+from seq2seq.training_step import backward
 from tests.conftest import tiny_params
 
 

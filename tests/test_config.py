@@ -95,6 +95,20 @@ def test_decoding_settings_come_from_params_and_options_override(tmp_path: Path)
         decoding_settings(params, beam_size=0)
 
 
-def test_steps_by_cpu_class_fall_back_to_max_steps() -> None:
-    config = parse_params({"train": {"max_steps": 3600, "max_steps_by_cpu_class": {"avx2": 2100}}}).train
-    assert [config.steps_for(name) for name in ("avx2", "avx512", "bf16", None)] == [2100, 3600, 3600, 3600]
+def test_max_steps_is_a_number_or_auto_with_an_entry_for_every_class() -> None:
+    table = {"avx2": 1650, "avx512": 2100, "bf16": 3600, "cuda": 3600}
+    config = parse_params({"train": {"max_steps": "auto", "max_steps_by_cpu_class": table}}).train
+    assert (config.max_steps, config.max_steps_by_cpu_class) == ("auto", table)
+    assert parse_params({"train": {"max_steps": 4000, "max_steps_by_cpu_class": table}}).train.max_steps == 4000
+    with pytest.raises(ConfigError, match="train.max_steps_by_cpu_class: train.max_steps is auto, so every class "
+                                          "needs its steps here; missing: avx512, cuda"):
+        parse_params({"train": {"max_steps": "auto", "max_steps_by_cpu_class": {"avx2": 1, "bf16": 2}}})
+    with pytest.raises(ConfigError, match="train.max_steps: expected int or 'auto', got 'many'"):
+        parse_params({"train": {"max_steps": "many"}})
+
+
+def test_the_default_params_train_as_many_steps_per_class_as_before() -> None:
+    """max_steps auto: the class table holds every class, with the steps each trained before the rule."""
+    train = load_params(Path(__file__).parent.parent / "params.yaml").train
+    assert train.max_steps == "auto"
+    assert train.max_steps_by_cpu_class == {"avx2": 1650, "avx512": 2100, "bf16": 3600, "cuda": 3600}

@@ -16,7 +16,8 @@ from seq2seq.config import ConfigError, parse_params
 from seq2seq.device import AVX2_EMULATION
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import EOS_ID, UNK_ID
-from seq2seq.train import learning_rate, step_starts, train
+from seq2seq.train import step_starts, train
+from seq2seq.training_step import learning_rate
 from tests.conftest import DOMAIN_CONTROL, link_tiny_data, tiny_params, tiny_paths, write_tiny_params
 
 
@@ -135,19 +136,57 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tiny_workdir: Path, tmp_path: Path)
     assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == step + 3
 
 
-def test_steps_follow_the_cpu_class_and_are_printed_and_recorded(tiny_workdir: Path, tmp_path: Path) -> None:
-    """On an (emulated) AVX2 CPU the train stage takes train.max_steps_by_cpu_class.avx2, says so at
-    the start, and records the class and the steps in dvclive/metrics.json."""
+EVERY_CLASS = {"avx2": 6, "avx512": 7, "bf16": 8, "cuda": 9}
+
+
+def test_auto_steps_follow_the_cpu_class_and_are_printed_and_recorded(tiny_workdir: Path, tmp_path: Path) -> None:
+    """With train.max_steps auto, on an (emulated) AVX2 CPU the train stage takes the avx2 entry of
+    train.max_steps_by_cpu_class, says so at the start, and records the class, steps and source."""
     link_tiny_data(tiny_workdir, tmp_path)
-    write_tiny_params(tmp_path, max_steps=12, max_steps_by_cpu_class={"avx2": 6, "bf16": 8}, valid_every=3)
+    write_tiny_params(tmp_path, max_steps="auto", max_steps_by_cpu_class=EVERY_CLASS, valid_every=3)
     result = subprocess.run([sys.executable, "-m", "seq2seq", "train"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, env={**os.environ, **AVX2_EMULATION})
     assert result.returncode == 0, result.stderr
-    assert "CPU class avx2 (float32; " in result.stderr
-    assert "6 steps (train.max_steps_by_cpu_class.avx2), about 0 minutes" in result.stderr
+    assert ("CPU class avx2 (float32; no AVX-512 and no native bf16: AVX2, older or not x86): 6 steps: class avx2's "
+            "entry in train.max_steps_by_cpu_class (train.max_steps is auto); under a minute on 2 cores of this "
+            "class with the default model") in result.stderr
     metrics = json.loads((tmp_path / "dvclive/metrics.json").read_text())
     assert (metrics["machine"]["cpu_class"], metrics["max_steps"]) == ("avx2", 6)
+    assert metrics["max_steps_from"] == "train.max_steps_by_cpu_class.avx2"
     assert read_checkpoint(tmp_path / "models/model/last.pt")["training_state"]["progress"]["step"] == 6
+
+
+def test_a_number_in_max_steps_wins_on_every_machine(tiny_workdir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`dvc exp run -S train.max_steps=5` trains 5 steps even where the class table has an entry (here
+    every class has one), and the stage says where its number came from."""
+    link_tiny_data(tiny_workdir, tmp_path)
+    progress = train(tiny_params(train={"max_steps": 5, "max_steps_by_cpu_class": EVERY_CLASS, "valid_every": 50}),
+                     tiny_paths(tmp_path))
+    assert progress.step == 5
+    assert ("5 steps: train.max_steps (train.max_steps_by_cpu_class applies only while train.max_steps is auto)"
+            in capsys.readouterr().err)
+    metrics = json.loads((tmp_path / "dvclive/metrics.json").read_text())
+    assert (metrics["max_steps"], metrics["max_steps_from"]) == (5, "train.max_steps")
+
+
+def test_a_gpu_takes_the_cuda_entry_of_the_class_table() -> None:
+    from seq2seq.training_budget import step_budget
+
+    config = tiny_params(train={"max_steps": "auto", "max_steps_by_cpu_class": EVERY_CLASS}).train
+    budget = step_budget(config, torch.device("cuda"))
+    assert (budget.steps, budget.source) == (9, "train.max_steps_by_cpu_class.cuda")
+    assert budget.line == "cuda: 9 steps: the cuda entry in train.max_steps_by_cpu_class (train.max_steps is auto)"
+
+
+def test_the_expected_minutes_span_the_measured_machines_of_each_class() -> None:
+    from seq2seq.training_budget import expected_minutes
+
+    assert expected_minutes("bf16", 3600, 4096) == "17 to 22 minutes"  # Intel with AMX 17.1, 19.4; AMD 21.5
+    assert expected_minutes("avx512", 2100, 4096) == "11 to 15 minutes"
+    assert expected_minutes("avx2", 1650, 4096) == "10 to 24 minutes"
+    assert expected_minutes("bf16", 7200, 4096) == expected_minutes("bf16", 3600, 8192) == "34 to 43 minutes"
+    assert expected_minutes("avx2", 6, 400) == "under a minute"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_workdir: Path, tmp_path: Path) -> None:
@@ -266,11 +305,11 @@ def test_resume_keeps_a_best_pt_better_than_any_single_model(tiny_workdir: Path,
 
 
 def test_snapshots_are_kept_by_step_not_by_name(tmp_path: Path) -> None:
-    from seq2seq.train import keep_snapshot
+    from seq2seq.training_checkpoints import prune_snapshots
 
-    for step in (998_000, 999_999):
+    for step in (998_000, 999_999, 1_000_000):
         (tmp_path / f"step-{step:06d}.pt").touch()
-    keep_snapshot(tmp_path, 1_000_000, 2, lambda path: path.touch())
+    prune_snapshots(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == ["step-1000000.pt", "step-999999.pt"]
 
 
@@ -294,19 +333,31 @@ def test_a_default_domain_without_training_sentences_stops_training(tiny_workdir
         train(tiny_params(train=domains), tiny_paths(tmp_path))
 
 
-def test_validation_decodes_in_float32_as_evaluate_does(tiny_workdir: Path) -> None:
-    """bf16 autocast is for training steps only: the valid score is that of the model evaluate runs."""
-    from seq2seq.data import ParallelData
+def test_validation_decodes_in_float32_as_evaluate_does(tiny_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast is for training steps only: the valid score is that of the model evaluate runs.
+    The CPU is taken for class bf16, so that train.bf16 turns autocast on wherever the test runs."""
+    from seq2seq import device
+    from seq2seq.data import ParallelData, collate
     from seq2seq.tokenizer import load_tokenizer
     from seq2seq.train import validate
 
+    monkeypatch.setattr(device, "cpu_class", lambda: "bf16")
     model, _, _ = load_model(tiny_workdir / "models/model/best.pt")
     valid = ParallelData.open(tiny_workdir / "data/encoded", "valid")
     references = (tiny_workdir / "data/prepared/valid.ko").read_text(encoding="utf-8").splitlines()
     tokenizer = load_tokenizer(tiny_workdir / "models/tokenizer")
-    scores = [validate(model, valid, references, tokenizer, tiny_params(train={"bf16": bf16}).train,
-                       torch.device("cpu")) for bf16 in (True, False)]
-    assert scores[0] == scores[1]
+    config = tiny_params(train={"bf16": True}).train
+    batch = collate(valid, np.arange(min(config.valid_sentences, len(valid))))  # one validation batch
+    inputs = batch.source, batch.source_lengths, batch.target_input, batch.target_output
+    with torch.no_grad():
+        float32_loss = float(model(*inputs)) / batch.target_tokens
+        with device.autocast(torch.device("cpu"), config.bf16):
+            bf16_loss = float(model(*inputs)) / batch.target_tokens
+    assert bf16_loss != float32_loss  # autocast is on here, and would show in the valid loss
+    scores = validate(model, valid, references, tokenizer, config, torch.device("cpu"))
+    assert scores["loss"] == float32_loss
+    assert scores == validate(model, valid, references, tokenizer, tiny_params(train={"bf16": False}).train,
+                              torch.device("cpu"))
 
 
 def test_the_batch_fingerprint_hashes_the_corpus_in_chunks(tiny_workdir: Path, monkeypatch: pytest.MonkeyPatch
@@ -317,7 +368,7 @@ def test_the_batch_fingerprint_hashes_the_corpus_in_chunks(tiny_workdir: Path, m
 
     import numpy as np
 
-    from seq2seq import train as train_module
+    from seq2seq import training_checkpoints as train_module
     from seq2seq.data import ParallelData
 
     data = ParallelData.open(tiny_workdir / "data/encoded", "train")
@@ -337,7 +388,7 @@ def write_synthetic(folder: Path, pairs: list[tuple[str, str]]) -> None:
 
 
 def test_synthetic_pairs_join_with_their_tag_and_weight(tiny_workdir: Path, tmp_path: Path) -> None:
-    from seq2seq.train import TrainingData
+    from seq2seq.training_data import TrainingData
 
     paths = tiny_paths(tiny_workdir)
     paths.synthetic_dir = tmp_path / "bt"
@@ -380,14 +431,18 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
     data, tokenizer = trainers["plain"].data.train, trainers["plain"].data.tokenizer
     indices = np.arange(40)
     exact = collate(data, indices)
-    assert torch.equal(trainers["plain"]._training_batch(indices).source, exact.source)
 
-    dropped = trainers["dropout"]._training_batch(indices)
+    def training_batch(name: str, indices: np.ndarray, epoch: int = 0):
+        return trainers[name].data.training_batch(trainers[name].config, epoch, indices)
+
+    assert torch.equal(training_batch("plain", indices).source, exact.source)
+
+    dropped = training_batch("dropout", indices)
     assert (dropped.source == UNK_ID).any() and not (exact.source == UNK_ID).any()
     assert dropped.source[:, 0].tolist() == exact.source[:, 0].tolist()  # the domain tags stay
     assert torch.equal(dropped.target_output, exact.target_output)
 
-    sampled = trainers["sampled"]._training_batch(indices)
+    sampled = training_batch("sampled", indices)
     assert sampled.source.tolist() != exact.source.tolist()  # other segmentations ...
     sources = [row[1:length] for row, length in zip(sampled.source.tolist(), sampled.source_lengths.tolist(),
                                                      strict=True)]
@@ -399,7 +454,7 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
     sampled_data = trainers["sampled"].data
     config = trainers["sampled"].config
     for indices in sampled_data.epoch_batches(config, epoch=0, world_size=1):
-        batch = trainers["sampled"]._training_batch(indices)
+        batch = training_batch("sampled", indices)
         assert len(indices) == 1 or max(batch.source.numel(), batch.target_output.numel()) <= config.batch_tokens
     first_epoch = sampled_data.epoch_data(config, 0).source.ids.tolist()
     assert sampled_data.epoch_data(config, 1).source.ids.tolist() != first_epoch  # sampled anew each epoch
@@ -410,3 +465,19 @@ def test_word_dropout_and_subword_sampling_change_the_training_input_only(tiny_w
         assert trainers[name]._validate_model() == trainers["plain"]._validate_model()
     for trainer in trainers.values():
         trainer.reporter.close()
+
+
+def test_a_fresh_run_removes_an_earlier_run_best_pt(tiny_workdir: Path, tmp_path: Path) -> None:
+    """An earlier run's best.pt (perhaps of another architecture, here recording a score no run
+    reaches) must not be what this run, stopped before its first validation and resumed, has to beat."""
+    from seq2seq.train import Trainer
+
+    link_tiny_data(tiny_workdir, tmp_path)
+    model_dir = tmp_path / "models/model"
+    model_dir.mkdir(parents=True)
+    for name in ("best.pt", "last.pt", "step-000050.pt"):
+        shutil.copy(tiny_workdir / "models/model/last.pt", model_dir / name)
+    rewrite_checkpoint(model_dir / "best.pt", lambda content: content.update(summary={"valid_chrf": 99.0}))
+    trainer = Trainer(tiny_params(train={"max_steps": 2}), tiny_paths(tmp_path), resume=False)
+    trainer.reporter.close()
+    assert list(model_dir.iterdir()) == []

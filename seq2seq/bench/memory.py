@@ -17,7 +17,8 @@ from seq2seq.data import collate
 from seq2seq.device import autocast, memory_mib, pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.train import TrainPaths, learning_rate, make_optimizer, train_step
+from seq2seq.training_data import TrainPaths
+from seq2seq.training_step import learning_rate, make_optimizer, train_step
 
 
 def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
@@ -27,7 +28,8 @@ def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
     `window` steps (a plateau) or for `max_steps`."""
     import os
 
-    from seq2seq.train import TrainingData, start_process
+    from seq2seq.training_data import TrainingData
+    from seq2seq.training_process import start_process
 
     config = params.train
     if memory_mib() is None:

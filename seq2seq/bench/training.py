@@ -23,7 +23,8 @@ from seq2seq.data import ParallelData, collate, make_batches
 from seq2seq.device import AVX2_EMULATION, CPU_CLASS_DESCRIPTIONS, machine_description, pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.train import Distributed, learning_rate, make_optimizer, train_step
+from seq2seq.training_process import Distributed
+from seq2seq.training_step import learning_rate, make_optimizer, train_step
 
 
 def training_throughput(model_config: ModelConfig, params: Params, data: ParallelData, vocab_sizes: tuple[int, int],
