@@ -15,9 +15,12 @@ from seq2seq.bench.decoding import bench_decode, bench_paragraphs, bench_stream,
 from seq2seq.bench.memory import bench_memory, plateau_start
 from seq2seq.bench.serving import bench_health, free_port
 from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
+from seq2seq.bench.training import TrainerRun
+from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import load_params
 from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_info, cpu_vendor, memory_mib
-from tests.conftest import ROOT, tiny_params, tiny_paths, write_tiny_params
+from seq2seq.train import train
+from tests.conftest import DOMAIN_CONTROL, ROOT, link_tiny_data, tiny_params, tiny_paths, write_tiny_params
 
 
 def test_memory_readings_follow_an_allocation() -> None:
@@ -59,6 +62,21 @@ def test_bench_memory_reports_memory_against_steps(tiny_workdir: Path) -> None:
 def test_a_plateau_is_less_than_2_percent_growth_over_the_window(resident: dict[int, float], expected: int | None
                                                                   ) -> None:
     assert plateau_start(resident, window=100) == expected
+
+
+def test_the_benchmarks_take_the_trainers_own_steps(tiny_workdir: Path, tmp_path: Path) -> None:
+    """With source weights (the epoch's weighted sample), domain tags and word dropout on, the steps that
+    `bench train` and `bench memory` time leave the weights that the train stage leaves after as many steps."""
+    link_tiny_data(tiny_workdir, tmp_path)
+    train_config = {**DOMAIN_CONTROL, "average_checkpoints": 0, "word_dropout": 0.2, "max_steps": 24, "valid_every": 24}
+    params = tiny_params(train=train_config)
+    train(params, tiny_paths(tmp_path))
+    run = TrainerRun.set_up(params, tiny_paths(tmp_path))
+    assert len(run.data.epoch_batches(run.config, 0, world_size=1)) < 24  # the steps reach the second epoch
+    assert len(list(run.steps(24))) == 24
+    trained = read_checkpoint(tmp_path / "models/model/last.pt")["weights"]
+    assert trained.keys() == run.model.state_dict().keys()
+    assert all(torch.equal(run.model.state_dict()[name], trained[name]) for name in trained)
 
 
 def test_the_kernel_cache_is_bounded_unless_the_user_says_otherwise() -> None:
@@ -117,9 +135,7 @@ def test_cpu_vendor_is_read_from_the_machine() -> None:
 def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:
     """`--emulate-avx2` restarts under AVX2 kernels; `--baseline` times another checkout's code
     (here this one, with its own params.yaml) and prints the ratio."""
-    for part in ("data/encoded", "models/tokenizer"):
-        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / part).symlink_to(tiny_workdir / part)
+    link_tiny_data(tiny_workdir, tmp_path)
     write_tiny_params(tmp_path)
     baseline = tmp_path / "baseline"
     baseline.mkdir()
@@ -132,6 +148,18 @@ def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_wo
     assert "class avx2 (emulated: AVX2 kernels only)" in lines[0]
     assert re.match(r"baseline \(.*baseline, its params.yaml\): [\d,]+ target tokens/s", lines[1])
     assert re.match(r"ratio configured / baseline: \d+\.\d\dx", lines[-1])
+
+
+def test_bench_train_without_the_prepared_data_says_what_to_run(tiny_workdir: Path, tmp_path: Path) -> None:
+    """The trainer's data includes the prepared valid references and source names: without them, one line."""
+    for part in ("data/encoded", "models/tokenizer"):
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / part).symlink_to(tiny_workdir / part)
+    write_tiny_params(tmp_path)
+    result = _run_seq2seq(["bench", "train", "--steps", "1", "--no-naive"], {}, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: data/prepared/valid.ko not found: run `dvc repro encode` first"]
 
 
 def test_bench_train_refuses_a_baseline_without_the_package(tmp_path: Path) -> None:

@@ -12,52 +12,39 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seq2seq import paths
+from seq2seq.bench.training import TrainerRun
 from seq2seq.config import Params
-from seq2seq.data import collate
 from seq2seq.device import autocast, memory_mib, pick_device
 from seq2seq.errors import UserError
-from seq2seq.model import Seq2Seq
 from seq2seq.training_data import TrainPaths
-from seq2seq.training_step import learning_rate, make_optimizer, train_step
 
 
 def bench_memory(params: Params, max_steps: int, every: int, window: int = 500,
                  paths: TrainPaths | None = None) -> Iterator[str]:
-    """Yield report lines: this process's resident memory while it trains on the train stage's own
-    batches (no validation), every `every` steps, until it grew by less than 2% over the last
+    """Yield report lines: this process's resident memory while it takes the trainer's own steps
+    (`TrainerRun`: no validation), every `every` steps, until it grew by less than 2% over the last
     `window` steps (a plateau) or for `max_steps`."""
     import os
 
-    from seq2seq.training_data import TrainingData
-    from seq2seq.training_process import start_process
-
-    config = params.train
     if memory_mib() is None:
         raise UserError("bench memory reads /proc/self/status, which this system lacks (Linux only)")
-    device, world = start_process(config)
-    data = TrainingData.load(config, paths or TrainPaths())
-    model = Seq2Seq(params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size()).to(device).train()
-    optimizer = make_optimizer(model, config)
-    yield (f"device {device}, bf16 {config.bf16}, batch_tokens {config.batch_tokens}, oneDNN kernel cache "
+    run = TrainerRun.set_up(params, paths or TrainPaths())
+    config = run.config
+    yield (f"device {run.device}, bf16 {config.bf16}, batch_tokens {config.batch_tokens}, oneDNN kernel cache "
            f"{os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'default')} (ONEDNN_PRIMITIVE_CACHE_CAPACITY)")
     resident: dict[int, float] = {}
-    step, epoch, tokens, started = 0, 0, 0, time.perf_counter()
-    while step < max_steps:
-        for indices in data.epoch_batches(config, epoch, world_size=1)[: max_steps - step]:
-            step += 1
-            batch = collate(data.epoch_data(config, epoch), indices).to(device)
-            tokens += train_step(model, optimizer, batch, learning_rate(config, step, 1.0), world, config, device)[1]
-            if step % every:
-                continue
-            resident[step], peak = memory_mib()
-            yield (f"step {step:>5}: {resident[step]:>6,.0f} MiB resident, peak {peak:,.0f} MiB, "
-                   f"{tokens / (time.perf_counter() - started):,.0f} target tokens/s")
-            start = plateau_start(resident, window)
-            if start is not None:
-                yield (f"plateau: {resident[step]:,.0f} MiB at step {step}, {resident[start]:,.0f} MiB "
-                       f"at step {start}")
-                return
-        epoch += 1
+    tokens, started = 0, time.perf_counter()
+    for step, result in enumerate(run.steps(max_steps), start=1):
+        tokens += result.tokens
+        if step % every:
+            continue
+        resident[step], peak = memory_mib()
+        yield (f"step {step:>5}: {resident[step]:>6,.0f} MiB resident, peak {peak:,.0f} MiB, "
+               f"{tokens / (time.perf_counter() - started):,.0f} target tokens/s")
+        start = plateau_start(resident, window)
+        if start is not None:
+            yield f"plateau: {resident[step]:,.0f} MiB at step {step}, {resident[start]:,.0f} MiB at step {start}"
+            return
     yield f"no plateau within {max_steps} steps (less than 2% growth over {window} steps)"
 
 

@@ -1,5 +1,6 @@
-"""Measurement: training throughput (target tokens per second) on the real encoded data, and the
-CPU class that the figure holds for (`seq2seq bench train`).
+"""Measurement: training throughput (target tokens per second) on the real data, and the CPU class
+that the figure holds for (`seq2seq bench train`); and `TrainerRun`, the trainer's own set-up and steps
+without its reporting, validation and checkpoints, which the training and memory benchmarks time.
 
 The machine is noisy: compare variants as ratios within one run (`--naive`, `--baseline`).
 """
@@ -7,6 +8,7 @@ The machine is noisy: compare variants as ratios within one run (`--naive`, `--b
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import subprocess
@@ -18,36 +20,68 @@ from pathlib import Path
 import torch
 
 from seq2seq import paths
-from seq2seq.config import ModelConfig, Params
-from seq2seq.data import ParallelData, collate, make_batches
-from seq2seq.device import AVX2_EMULATION, CPU_CLASS_DESCRIPTIONS, machine_description, pick_device
+from seq2seq.config import ModelConfig, Params, TrainConfig
+from seq2seq.device import AVX2_EMULATION, CPU_CLASS_DESCRIPTIONS, machine_description
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.training_process import Distributed
-from seq2seq.training_step import learning_rate, make_optimizer, train_step
+from seq2seq.training_budget import step_budget
+from seq2seq.training_data import TrainingData, TrainPaths
+from seq2seq.training_process import Distributed, start_process
+from seq2seq.training_step import StepResult, learning_rate, make_optimizer, train_on_batch
 
 
-def training_throughput(model_config: ModelConfig, params: Params, data: ParallelData, vocab_sizes: tuple[int, int],
-                        steps: int, warmup: int) -> float:
-    """Target tokens per second over `steps` full training steps (forward, backward, update)."""
-    config = params.train
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    model = Seq2Seq(model_config, *vocab_sizes).to(device).train()
-    optimizer = make_optimizer(model, config)
-    world = Distributed(device)  # a single process
-    batches = make_batches(data.source.lengths, data.target.lengths, config.batch_tokens, config.max_length,
-                           config.seed)
-    tokens, started = 0, 0.0
-    for index in range(warmup + steps):
-        if index == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            tokens, started = 0, time.perf_counter()
-        batch = collate(data, batches[index % len(batches)]).to(device)
-        tokens += train_step(model, optimizer, batch, learning_rate(config, 1000, 1.0), world, config, device)[1]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+@dataclasses.dataclass
+class TrainerRun:
+    """A training run in one process, set up as `train.Trainer` sets one up: the device and threads, the
+    seed, this machine's steps (`training_budget`), the data (weights, tags, back-translated pairs), the
+    model in training mode and its optimizer; `steps` then takes the trainer's own steps."""
+
+    device: torch.device
+    world: Distributed
+    config: TrainConfig  # train.max_steps: this machine's number, as the cool-down reads it
+    data: TrainingData
+    model: Seq2Seq
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def set_up(cls, params: Params, train_paths: TrainPaths, model_config: ModelConfig | None = None) -> TrainerRun:
+        """The run of `params` on the data of `train_paths`, with `model_config` in place of `params.model`."""
+        device, world = start_process(params.train)
+        config = dataclasses.replace(params.train, max_steps=step_budget(params.train, device).steps)
+        try:
+            data = TrainingData.load(config, train_paths, synthetic_weight=params.backtranslation.weight)
+        except FileNotFoundError as missing:
+            raise UserError(f"{missing.filename} not found: run `dvc repro encode` first") from None
+        model = Seq2Seq(model_config or params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size())
+        model = model.to(device).train()
+        return cls(device, world, config, data, model, make_optimizer(model, config))
+
+    def steps(self, count: int) -> Iterator[StepResult]:
+        """Take the trainer's first `count` steps, yielding after each: epoch after epoch, each epoch's
+        batches (`TrainingData.epoch_batches`: its weighted sample) trained on with `train_on_batch`
+        (word dropout, subword sampling) at the trainer's learning rate for the step."""
+        batches = ((epoch, indices) for epoch in itertools.count()
+                   for indices in self.data.epoch_batches(self.config, epoch, self.world.world))
+        for step, (epoch, indices) in enumerate(itertools.islice(batches, count), start=1):
+            yield train_on_batch(self.model, self.optimizer, self.data, epoch, indices,
+                                 learning_rate(self.config, step, 1.0), self.world, self.config, self.device)
+
+    def synchronize(self) -> None:
+        """Wait for the GPU's queued work, so that a clock read next times it (nothing to wait for on a CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def training_throughput(run: TrainerRun, steps: int, warmup: int) -> float:
+    """Target tokens per second over `steps` of `run`'s steps after `warmup` untimed ones."""
+    tokens, started = 0, time.perf_counter()
+    for done, result in enumerate(run.steps(warmup + steps), start=1):
+        if done > warmup:
+            tokens += result.tokens
+        elif done == warmup:
+            run.synchronize()
+            started = time.perf_counter()
+    run.synchronize()
     return tokens / (time.perf_counter() - started)
 
 
@@ -89,30 +123,29 @@ def baseline_throughput(code_dir: Path, steps: int, warmup: int, encoded_dir: Pa
 def bench_train(params: Params, steps: int, warmup: int, naive: bool, encoded_dir: Path = paths.ENCODED,
                 tokenizer_dir: Path = paths.TOKENIZER, baseline_dir: Path | None = None) -> Iterator[str]:
     """Yield report lines: the configured model's tokens/s and, with `naive`, the step-by-step
-    decoder's; with `baseline_dir`, first that checkout's tokens/s, and the ratio."""
-    from seq2seq.tokenizer import load_tokenizer
-
+    decoder's; with `baseline_dir`, first that checkout's tokens/s, and the ratio. The data is the train
+    stage's: `encoded_dir` and `tokenizer_dir`, and the prepared data's source names (for weights and
+    tags) and back-translated pairs where the pipeline keeps them."""
     if baseline_dir is not None and not (baseline_dir / "seq2seq" / "__init__.py").exists():
         raise UserError(f"{baseline_dir} holds no seq2seq package (pass a checkout, e.g. `git worktree add DIR main`)")
 
-    tokenizer = load_tokenizer(tokenizer_dir)
-    vocab_sizes = (tokenizer.source.get_piece_size(), tokenizer.target.get_piece_size())
-    data = ParallelData.open(encoded_dir, "train")
+    train_paths = TrainPaths(encoded_dir=encoded_dir, tokenizer_dir=tokenizer_dir)
     variants = {"configured": params.model}
     if naive:
         variants["step-by-step (input feeding)"] = dataclasses.replace(params.model, input_feeding=True)
-    config = params.train
-    yield cpu_line(pick_device(config.device))
-    if baseline_dir is not None:
-        before = baseline_throughput(baseline_dir, steps, warmup, encoded_dir, tokenizer_dir)
-        yield f"baseline ({baseline_dir}, its params.yaml): {before:,.0f} target tokens/s"
-    yield (f"device {pick_device(config.device)}, threads {torch.get_num_threads()}, bf16 {config.bf16}, "
-           f"batch_tokens {config.batch_tokens}, vocabularies {vocab_sizes}, {steps} steps after {warmup} warm-up")
     rates = {}
     for name, model_config in variants.items():
-        parameters = Seq2Seq(model_config, *vocab_sizes).parameter_count()
-        rates[name] = training_throughput(model_config, params, data, vocab_sizes, steps, warmup)
-        yield f"{name}: {rates[name]:,.0f} target tokens/s ({parameters / 1e6:.1f}M parameters)"
+        run = TrainerRun.set_up(params, train_paths, model_config)
+        if not rates:
+            yield cpu_line(run.device)
+            if baseline_dir is not None:
+                before = baseline_throughput(baseline_dir, steps, warmup, encoded_dir, tokenizer_dir)
+                yield f"baseline ({baseline_dir}, its params.yaml): {before:,.0f} target tokens/s"
+            vocab_sizes = (run.data.source_vocab_size, run.data.tokenizer.target.get_piece_size())
+            yield (f"device {run.device}, threads {torch.get_num_threads()}, bf16 {run.config.bf16}, batch_tokens "
+                   f"{run.config.batch_tokens}, vocabularies {vocab_sizes}, {steps} steps after {warmup} warm-up")
+        rates[name] = training_throughput(run, steps, warmup)
+        yield f"{name}: {rates[name]:,.0f} target tokens/s ({run.model.parameter_count() / 1e6:.1f}M parameters)"
     if len(rates) == 2:
         configured, naive_rate = rates.values()
         yield f"ratio configured / step-by-step: {configured / naive_rate:.2f}x"
