@@ -30,7 +30,11 @@ from seq2seq.data import ParallelData, collate, make_batches
 from seq2seq.device import autocast
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import PAD_ID, load_tokenizer
-from seq2seq.training_step import make_optimizer
+
+try:
+    from seq2seq.training_step import make_optimizer
+except ImportError:  # a checkout from before train.py was split
+    from seq2seq.train import make_optimizer
 
 PARTS = ["encoder", "decoder RNN", "attention + combine", "output layer + loss", "clipping + Adam"]
 

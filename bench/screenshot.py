@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from seq2seq.bench import free_port, serve_process
+from seq2seq.bench.serving import free_port, serve_process
 
 DEFAULT_TEXT = "The weather is nice today. The committee will publish its final report on the economy next week."
 

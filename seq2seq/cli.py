@@ -324,6 +324,19 @@ def serve(model_path: Path, host: str, port: int, beam_size: int | None, device:
         quantize)
 
 
+def _existing_sources(_context: click.Context, _parameter: click.Parameter, path: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro prepare` or pass --sources")
+    return path
+
+
+BENCH_MODEL = click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+                           show_default=True)
+BENCH_SOURCES = click.option("--sources", "sources_path", type=click.Path(path_type=Path),
+                             default=paths.PREPARED / "test.en", show_default=True, callback=_existing_sources,
+                             help="English sentences, one per line.")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on the real prepared data (run `dvc repro encode` first)."""
@@ -345,8 +358,8 @@ def bench() -> None:
 def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded_dir: Path,
                 tokenizer_dir: Path, emulate_avx2: bool, baseline_dir: Path | None) -> None:
     """Steady-state training throughput in target tokens per second, and the CPU class it holds for."""
-    from seq2seq.bench import bench_train as run
-    from seq2seq.bench import emulate_avx2 as restart_emulated
+    from seq2seq.bench.training import bench_train as run
+    from seq2seq.bench.training import emulate_avx2 as restart_emulated
     from seq2seq.config import load_params
 
     if emulate_avx2:
@@ -364,7 +377,7 @@ def bench_train(params_path: Path, steps: int, warmup: int, naive: bool, encoded
               help="A plateau: less than 2% growth over this many steps.")
 def bench_memory(params_path: Path, max_steps: int, every: int, window: int) -> None:
     """Resident memory against training steps, until it levels off (needs `dvc repro encode`)."""
-    from seq2seq.bench import bench_memory as run
+    from seq2seq.bench.memory import bench_memory as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), max_steps, every, window):
@@ -378,7 +391,7 @@ def bench_memory(params_path: Path, max_steps: int, every: int, window: int) -> 
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Training steps to run.")
 def bench_scale(params_path: Path, copies: int, steps: int) -> None:
     """Peak memory of prepare, encode and training at 1x and COPIES x the corpus (needs `dvc repro tokenizer`)."""
-    from seq2seq.bench import bench_scale as run
+    from seq2seq.bench.memory import bench_scale as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path), copies, steps):
@@ -389,7 +402,7 @@ def bench_scale(params_path: Path, copies: int, steps: int) -> None:
 @PARAMS
 def bench_step(params_path: Path) -> None:
     """Peak memory of one training step on the longest batch the params allow (random ids, no data needed)."""
-    from seq2seq.bench import bench_step_memory as run
+    from seq2seq.bench.memory import bench_step_memory as run
     from seq2seq.config import load_params
 
     for line in run(load_params(params_path)):
@@ -398,8 +411,7 @@ def bench_step(params_path: Path) -> None:
 
 @bench.command("decode")
 @PARAMS
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+@BENCH_MODEL
 @click.option("--split", default="valid", show_default=True, help="Prepared split to score (data/prepared/SPLIT.*).")
 @click.option("--limit", type=click.IntRange(min=1), default=400, show_default=True, help="First N sentences.")
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
@@ -410,7 +422,7 @@ def bench_step(params_path: Path) -> None:
 def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, beam_sizes: tuple[int, ...],
                  length_penalties: tuple[float, ...], ngram_sizes: tuple[int, ...]) -> None:
     """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
-    from seq2seq.bench import bench_decode as run
+    from seq2seq.bench.decoding import bench_decode as run
     from seq2seq.config import decoding_settings
 
     for line in run(model_path, paths.PREPARED, split, limit, list(beam_sizes), list(length_penalties),
@@ -419,10 +431,8 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 
 
 @bench.command("translate")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many lines.")
@@ -430,13 +440,43 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int, ...], batch_size: int,
                     limit: int, quantize: bool) -> None:
     """Translation throughput in sentences per second, greedy and beam search."""
-    from seq2seq.bench import bench_translate as run
+    from seq2seq.bench.decoding import bench_translate as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, list(beam_sizes), batch_size, limit, quantize):
         click.echo(line)
 
+
+@bench.command("paragraphs")
+@PARAMS
+@BENCH_MODEL
+@click.option("--limit", type=click.IntRange(min=3), default=999, show_default=True,
+              help="First N lines of data/prepared/valid.* (3 lines a paragraph).")
+def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
+    """chrF and BLEU of 3-line paragraphs of the valid split, with sentence splitting on and off."""
+    from seq2seq.bench.decoding import bench_paragraphs as run
+
+    if not (paths.PREPARED / "valid.en").exists():
+        raise UserError(f"{paths.PREPARED / 'valid.en'} not found: run `dvc repro prepare`")
+    for line in run(model_path, paths.PREPARED, limit, params_path):
+        click.echo(line)
+
+
+@bench.command("stream")
+@BENCH_MODEL
+@BENCH_SOURCES
+@click.option("--gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between the lines of the slow input.")
+@click.option("--slow-lines", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--file-lines", type=click.IntRange(min=1), default=1120, show_default=True)
+@click.option("--load-seconds", type=click.FloatRange(min=0), default=15, show_default=True,
+              help="Wait this long before the first slow line (the model loads meanwhile).")
+def bench_stream(model_path: Path, sources_path: Path, gap: float, slow_lines: int, file_lines: int,
+                 load_seconds: float) -> None:
+    """How soon `seq2seq translate` answers a line on standard input, and its sentences/s on a file."""
+    from seq2seq.bench.decoding import bench_stream as run
+
+    for line in run(model_path, sources_path, gap, slow_lines, file_lines, load_seconds):
+        click.echo(line)
 
 
 @bench.command("queue")
@@ -447,17 +487,15 @@ def bench_queue(sweep_path: Path, dry_run: bool) -> None:
 
     Then `dvc queue start --jobs 1` runs them (one at a time on 2 cores), and `dvc exp show`,
     `dvc metrics diff` and `dvc plots diff` compare them."""
-    from seq2seq.bench import queue_sweep
+    from seq2seq.bench.sweeps import queue_sweep
 
     for command in queue_sweep(sweep_path, dry_run):
         click.echo(command)
 
 
 @bench.command("serve")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
-@click.option("--sources", "sources_path", type=click.Path(path_type=Path), default=paths.PREPARED / "test.en",
-              show_default=True, help="English sentences, one per line.")
+@BENCH_MODEL
+@BENCH_SOURCES
 @click.option("--clients", "client_counts", type=click.IntRange(min=1, max=64), multiple=True, default=[1, 4, 16],
               show_default=True, help="Concurrent clients (repeat the option for several levels).")
 @click.option("--requests", "max_requests", type=click.IntRange(min=1), default=400, show_default=True,
@@ -477,14 +515,25 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, 
                 timeout_s: float) -> None:
     """Load test of `seq2seq serve` on 127.0.0.1: sentences/s and latency, with and without dynamic
     batching; with --overload, how it sheds a load above what it can serve."""
-    from seq2seq.bench import bench_serve as run
+    from seq2seq.bench.serving import bench_serve as run
 
-    if not sources_path.exists():
-        raise UserError(f"{sources_path} not found: run `dvc repro prepare` or pass --sources")
     for line in run(model_path, sources_path, list(client_counts), max_requests, max_seconds, beam_size, port,
                     overload, timeout_s, overload_seconds):
         click.echo(line)
 
+
+@bench.command("health")
+@BENCH_MODEL
+@BENCH_SOURCES
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=20, show_default=True)
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 for the benchmarked server.")
+def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int) -> None:
+    """/health's latency while `seq2seq serve` answers the largest attention requests it takes."""
+    from seq2seq.bench.serving import bench_health as run
+
+    for line in run(model_path, sources_path, seconds, port):
+        click.echo(line)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
