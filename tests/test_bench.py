@@ -1,6 +1,5 @@
 import dataclasses
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from seq2seq import device
 from seq2seq.bench.decoding import bench_decode, bench_paragraphs, bench_stream, bench_translate
 from seq2seq.bench.memory import bench_memory, plateau_start
 from seq2seq.bench.serving import bench_health, free_port
@@ -18,7 +16,7 @@ from seq2seq.bench.sweeps import params_after, sweep_overrides, sweep_runs
 from seq2seq.bench.training import TrainerRun
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import load_params
-from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_info, cpu_vendor, memory_mib
+from seq2seq.device import AVX2_EMULATION, memory_mib
 from seq2seq.train import train
 from tests.conftest import DOMAIN_CONTROL, ROOT, link_tiny_data, tiny_params, tiny_paths, write_tiny_params
 
@@ -94,42 +92,6 @@ def _run_seq2seq(arguments: list[str], environment: dict[str, str], cwd: Path) -
     env = {name: value for name, value in os.environ.items() if name not in AVX2_EMULATION}
     return subprocess.run([sys.executable, "-m", "seq2seq", *arguments], env={**env, **environment}, cwd=cwd,
                           capture_output=True, text=True)
-
-
-@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
-def test_cpu_class_follows_the_kernels_torch_uses() -> None:
-    """Unemulated, the class is what the kernel's CPU flags make it; under the AVX2 emulation, avx2."""
-    flags = set((cpu_info("flags") or "").split())
-    fast_bf16 = "amx_tile" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
-    expected = "avx2" if "avx512f" not in flags else "bf16" if fast_bf16 else "avx512"
-    code = "from seq2seq.device import cpu_class; print(cpu_class())"
-    plain = {name: value for name, value in os.environ.items() if name not in AVX2_EMULATION}
-    for environment, cpu_class_there in ((plain, expected), ({**plain, **AVX2_EMULATION}, "avx2")):
-        result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
-                                check=True)
-        assert result.stdout.strip() == cpu_class_there
-
-
-@pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "vendor", "expected"), [
-    ("AVX2", True, True, "GenuineIntel", "avx2"),      # emulated: torch's kernels decide
-    ("AVX512", False, False, "GenuineIntel", "avx512"),  # Intel Xeon Skylake to Ice Lake
-    ("AVX512", True, False, "GenuineIntel", "avx512"),   # Cooper Lake, or AMX hidden: float32 is faster
-    ("AVX512", True, True, "GenuineIntel", "bf16"),      # Intel Xeon Sapphire Rapids and later
-    ("AVX512", True, False, "AuthenticAMD", "bf16"),     # AMD Zen 4 and later
-])
-def test_fast_bf16_makes_the_bf16_class(monkeypatch: pytest.MonkeyPatch, capability: str, avx512_bf16: bool,
-                                        amx: bool, vendor: str, expected: str) -> None:
-    """The class follows the CPU's features (probes set here; the real ones are read above)."""
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(device, "cpu_vendor", lambda: vendor)
-    assert cpu_class() == expected
-
-
-@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
-def test_cpu_vendor_is_read_from_the_machine() -> None:
-    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD")
 
 
 def test_bench_train_emulates_avx2_and_compares_with_a_baseline_checkout(tiny_workdir: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The CPU class: AMX counts only where the kernel lets the process use it."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from seq2seq import device
-from seq2seq.device import cpu_class
+from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor
 
 
 @pytest.mark.parametrize(("capability", "avx512_bf16", "amx", "permitted", "vendor", "expected"), [
@@ -48,7 +49,7 @@ def xtiledata_permitted():
     return bool(mask.value & (1 << 18))  # XFEATURE_XTILEDATA
 
 before = xtiledata_permitted()
-from seq2seq.device import cpu_class
+from seq2seq.device import AVX2_EMULATION, cpu_class, cpu_vendor
 print(before, cpu_class(), xtiledata_permitted())
 """
 
@@ -61,3 +62,22 @@ def test_an_amx_cpu_is_bf16_after_the_kernel_grants_amx() -> None:
     before, name, after = subprocess.run([sys.executable, "-c", ASK_AND_REPORT], capture_output=True, text=True,
                                          check=True).stdout.split()
     assert (before, name, after) == ("False", "bf16", "True")
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
+def test_cpu_class_follows_the_kernels_torch_uses() -> None:
+    """Unemulated, the class is what the kernel's CPU flags make it; under the AVX2 emulation, avx2."""
+    flags = _cpu_flags()
+    fast_bf16 = "amx_tile" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
+    expected = "avx2" if "avx512f" not in flags else "bf16" if fast_bf16 else "avx512"
+    code = "from seq2seq.device import cpu_class; print(cpu_class())"
+    plain = {name: value for name, value in os.environ.items() if name not in AVX2_EMULATION}
+    for environment, cpu_class_there in ((plain, expected), ({**plain, **AVX2_EMULATION}, "avx2")):
+        result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+                                check=True)
+        assert result.stdout.strip() == cpu_class_there
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64"), reason="x86 Linux only")
+def test_cpu_vendor_is_read_from_the_machine() -> None:
+    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD")
