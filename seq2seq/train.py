@@ -26,15 +26,15 @@ import numpy as np
 import sacrebleu
 import torch
 
-from seq2seq.config import Params, TrainConfig
+from seq2seq.config import ModelConfig, Params, TrainConfig
 from seq2seq.data import ParallelData, collate
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.training_budget import step_budget
+from seq2seq.training_budget import StepBudget, step_budget
 from seq2seq.training_checkpoints import Progress, RunCheckpoints, batch_fingerprint
 from seq2seq.training_data import TrainingData, TrainPaths
-from seq2seq.training_process import StopRequested, StopSignal, start_process
+from seq2seq.training_process import Distributed, StopRequested, StopSignal, start_process
 from seq2seq.training_report import Reporter
 from seq2seq.training_step import learning_rate, make_optimizer, train_on_batch
 
@@ -82,6 +82,34 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
     }
 
 
+@dataclasses.dataclass
+class RunSetup:
+    """What a training run works with, before its first step: the device and ranks (seeded), this
+    machine's steps, the config with them as `max_steps` (what the cool-down reads), the training data,
+    the model and its optimizer."""
+
+    device: torch.device
+    world: Distributed
+    budget: StepBudget
+    config: TrainConfig
+    data: TrainingData
+    model: Seq2Seq
+    optimizer: torch.optim.Optimizer
+
+
+def set_up_run(params: Params, paths: TrainPaths, reverse: bool = False, model: ModelConfig | None = None
+               ) -> RunSetup:
+    """The set-up of a run of `params` on the data of `paths` (`reverse`: Korean->English), with
+    `model` in place of `params.model` if given. The trainer and the training benchmarks share it, so
+    that a benchmark times the steps the trainer takes."""
+    device, world = start_process(params.train)
+    budget = step_budget(params.train, device, "backtranslation.reverse_steps" if reverse else "train.max_steps")
+    config = dataclasses.replace(params.train, max_steps=budget.steps)
+    data = TrainingData.load(config, paths, reverse, params.backtranslation.weight)
+    seq2seq = Seq2Seq(model or params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size()).to(device)
+    return RunSetup(device, world, budget, config, data, seq2seq, make_optimizer(seq2seq, config))
+
+
 class Trainer:
     """One training run: `__init__` sets up the process, data, model, optimizer, checkpoints (resumed or
     cleared) and reporting; `run` trains until a stopping rule says so, validating, checkpointing and
@@ -89,14 +117,9 @@ class Trainer:
 
     def __init__(self, params: Params, paths: TrainPaths, resume: bool, reverse: bool = False) -> None:
         self.paths, self.reverse = paths, reverse
-        self.device, self.world = start_process(params.train)
-        budget = step_budget(params.train, self.device,
-                             "backtranslation.reverse_steps" if reverse else "train.max_steps")
-        self.config = dataclasses.replace(params.train, max_steps=budget.steps)  # what the cool-down reads
-        self.data = TrainingData.load(self.config, paths, reverse, params.backtranslation.weight)
-        self.model = Seq2Seq(params.model, self.data.source_vocab_size,
-                             self.data.tokenizer.target.get_piece_size()).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.config)
+        setup = set_up_run(params, paths, reverse)
+        self.device, self.world, self.config = setup.device, setup.world, setup.config
+        self.data, self.model, self.optimizer = setup.data, setup.model, setup.optimizer
         self.checkpoints = RunCheckpoints(paths.model_dir, self.model, self.optimizer, self.data.tokenizer,
                                           self.config.max_length, self.data.domains,
                                           batch_fingerprint(self.config, self.data.train, self.data.weights),
@@ -108,7 +131,7 @@ class Trainer:
                 self.checkpoints.clear()
             self.progress = Progress()
         self.trained = self.model if self.world.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
-        self.reporter = Reporter(paths.live_dir, budget, self.world, resume, self.model, self.device,
+        self.reporter = Reporter(paths.live_dir, setup.budget, self.world, resume, self.model, self.device,
                                  self.progress.step)
 
     def run(self) -> Progress:

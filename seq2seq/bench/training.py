@@ -20,41 +20,28 @@ from pathlib import Path
 import torch
 
 from seq2seq import paths
-from seq2seq.config import ModelConfig, Params, TrainConfig
+from seq2seq.config import ModelConfig, Params
 from seq2seq.device import AVX2_EMULATION, CPU_CLASS_DESCRIPTIONS, machine_description
 from seq2seq.errors import UserError
-from seq2seq.model import Seq2Seq
-from seq2seq.training_budget import step_budget
-from seq2seq.training_data import TrainingData, TrainPaths
-from seq2seq.training_process import Distributed, start_process
-from seq2seq.training_step import StepResult, learning_rate, make_optimizer, train_on_batch
+from seq2seq.train import RunSetup, set_up_run
+from seq2seq.training_data import TrainPaths
+from seq2seq.training_step import StepResult, learning_rate, train_on_batch
 
 
-@dataclasses.dataclass
-class TrainerRun:
-    """A training run in one process, set up as `train.Trainer` sets one up: the device and threads, the
-    seed, this machine's steps (`training_budget`), the data (weights, tags, back-translated pairs), the
-    model in training mode and its optimizer; `steps` then takes the trainer's own steps."""
-
-    device: torch.device
-    world: Distributed
-    config: TrainConfig  # train.max_steps: this machine's number, as the cool-down reads it
-    data: TrainingData
-    model: Seq2Seq
-    optimizer: torch.optim.Optimizer
+class TrainerRun(RunSetup):
+    """A training run in one process, set up by the trainer's own `train.set_up_run` (device, seed, this
+    machine's steps, the data with weights, tags and back-translated pairs, model, optimizer), without
+    its reporting, validation and checkpoints; `steps` then takes the trainer's own steps."""
 
     @classmethod
     def set_up(cls, params: Params, train_paths: TrainPaths, model_config: ModelConfig | None = None) -> TrainerRun:
         """The run of `params` on the data of `train_paths`, with `model_config` in place of `params.model`."""
-        device, world = start_process(params.train)
-        config = dataclasses.replace(params.train, max_steps=step_budget(params.train, device).steps)
         try:
-            data = TrainingData.load(config, train_paths, synthetic_weight=params.backtranslation.weight)
+            setup = set_up_run(params, train_paths, model=model_config)
         except FileNotFoundError as missing:
             raise UserError(f"{missing.filename} not found: run `dvc repro encode` first") from None
-        model = Seq2Seq(model_config or params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size())
-        model = model.to(device).train()
-        return cls(device, world, config, data, model, make_optimizer(model, config))
+        setup.model.train()
+        return cls(**vars(setup))
 
     def steps(self, count: int) -> Iterator[StepResult]:
         """Take the trainer's first `count` steps, yielding after each: epoch after epoch, each epoch's
