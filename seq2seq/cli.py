@@ -46,10 +46,12 @@ def main() -> None:
 
 @main.command()
 @PARAMS
-@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.PREPARED, show_default=True)
+@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True,
+              help="The raw corpus folder (NAME.en, NAME.ko and SOURCES.md per source).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.PREPARED, show_default=True,
+              help="Where the train, valid and test splits go.")
 @click.option("--stats", "stats_path", type=click.Path(path_type=Path), default=paths.PREPARE_METRICS,
-              show_default=True)
+              show_default=True, help="The pairs kept and dropped, by reason (JSON).")
 def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -> None:
     """Clean the raw corpus and split it into train, valid and test."""
     from seq2seq.config import load_params
@@ -71,7 +73,8 @@ def prepare(params_path: Path, raw_dir: Path, out_dir: Path, stats_path: Path) -
                    "else by extension.")
 @click.option("--domain", default="", help="What kind of text it is, for the data card (e.g. 'news').")
 @click.option("--origin", default="", help="Where it comes from, for the data card (default: the file names).")
-@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True)
+@click.option("--raw", "raw_dir", type=click.Path(path_type=Path), default=paths.RAW, show_default=True,
+              help="The raw corpus folder the source is added to.")
 def import_(files: tuple[Path, ...], name: str, licence: str, form: str | None, domain: str, origin: str,
             raw_dir: Path) -> None:
     """Add your own English-Korean corpus (FILES: a TSV, a Moses pair or a TMX) as a source of data/raw."""
@@ -86,8 +89,9 @@ def import_(files: tuple[Path, ...], name: str, licence: str, form: str | None, 
 @main.command()
 @PARAMS
 @click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER, show_default=True)
+              show_default=True, help="The prepared splits; the tokenizer trains on the train split.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER, show_default=True,
+              help="Where the tokenizer models go (en.model, ko.model).")
 def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
     """Train the SentencePiece tokenizer on the train split."""
     from seq2seq.config import load_params
@@ -101,10 +105,11 @@ def tokenizer(params_path: Path, prepared_dir: Path, out_dir: Path) -> None:
 
 @main.command()
 @click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
-              show_default=True)
+              show_default=True, help="The prepared splits (the prepare stage's output).")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True)
+              show_default=True, help="The tokenizer folder (the tokenizer stage's output).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True,
+              help="Where the token-id files go.")
 def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     """Tokenise every split into memory-mappable token-id files."""
     from seq2seq.data import encode_splits
@@ -116,20 +121,25 @@ def encode(prepared_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     click.echo(f"tokens per split: {counts}")
 
 
-_TRAIN_PATHS = {"--encoded": ("encoded_dir", paths.ENCODED), "--prepared": ("prepared_dir", paths.PREPARED),
-                "--tokenizer": ("tokenizer_dir", paths.TOKENIZER), "--model-dir": ("model_dir", paths.MODEL_DIR),
-                "--live": ("live_dir", paths.LIVE), "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED)}
+_TRAIN_PATHS = {  # option: (parameter, default, help)
+    "--encoded": ("encoded_dir", paths.ENCODED, "The encoded data (the encode stage's output)."),
+    "--prepared": ("prepared_dir", paths.PREPARED, "The prepared splits (valid references)."),
+    "--tokenizer": ("tokenizer_dir", paths.TOKENIZER, "The tokenizer folder (the tokenizer stage's output)."),
+    "--model-dir": ("model_dir", paths.MODEL_DIR, "Where last.pt, best.pt and the snapshots go."),
+    "--live": ("live_dir", paths.LIVE, "Where dvclive writes the curves and the summary (metrics.json)."),
+    "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED, "The back-translated pairs (empty when off)."),
+}
 
 
 def _train_path_options(skip: tuple[str, ...] = (), **defaults: Path) -> Callable[[Callable], Callable]:
     """A decorator adding an option for each of `_TRAIN_PATHS` (what `TrainPaths` holds) but those named
     in `skip` to a click command; `defaults` (by name) replace theirs."""
     def add(command: Callable) -> Callable:
-        for option, (name, default) in reversed(_TRAIN_PATHS.items()):
+        for option, (name, default, description) in reversed(_TRAIN_PATHS.items()):
             if name in skip:
                 continue
             command = click.option(option, name, type=click.Path(path_type=Path),
-                                   default=defaults.get(name, default), show_default=True)(command)
+                                   default=defaults.get(name, default), show_default=True, help=description)(command)
         return command
     return add
 
@@ -152,7 +162,7 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
     params = load_params(params_path)
     if params.train.nproc > 1 and "LOCAL_RANK" not in os.environ:
         arguments = ["train", "--params", str(params_path)]
-        arguments += [part for option, (name, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
+        arguments += [part for option, (name, _, _) in _TRAIN_PATHS.items() for part in (option, str(dirs[name]))]
         sys.exit(run_under_torchrun(params.train.nproc, [*arguments, "--resume"] if resume else arguments))
     progress = run(params, TrainPaths(**dirs), resume=resume)
     if progress.best_step:
@@ -164,10 +174,11 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
 @main.command()
 @PARAMS
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+              show_default=True, help="The checkpoint to evaluate.")
 @click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
-              show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+              show_default=True, help="The prepared splits; the test split is translated and scored.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to decode (auto: a CUDA GPU if there is one).")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.EVALUATE_METRICS,
               show_default=True, help="The headline scores (what `dvc metrics show` prints).")
 @click.option("--details", "details_path", type=click.Path(path_type=Path), default=paths.EVALUATE_DETAILS,
@@ -175,9 +186,9 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
 @click.option("--train-summary", type=click.Path(path_type=Path), default=paths.TRAIN_SUMMARY, show_default=True,
               help="The training run's summary, whose valid chrF, steps and minutes join the headline.")
 @click.option("--hypotheses", "hypotheses_path", type=click.Path(path_type=Path), default=paths.HYPOTHESES,
-              show_default=True)
+              show_default=True, help="The test split's translations, one per line.")
 @click.option("--samples", "samples_path", type=click.Path(path_type=Path), default=paths.SAMPLES,
-              show_default=True)
+              show_default=True, help="Sample translations per source, as Markdown.")
 def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: str, metrics_path: Path,
              details_path: Path, train_summary: Path, hypotheses_path: Path, samples_path: Path) -> None:
     """Translate the test split and score it (chrF, BLEU) with sacrebleu."""
@@ -198,7 +209,7 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL, show_default=True,
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=paths.REVERSE_SUMMARY,
-              show_default=True)
+              show_default=True, help="The reverse run's summary (JSON): steps, minutes, valid scores.")
 @_train_path_options(skip=("synthetic_dir",), model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
 def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, **dirs: Path) -> None:
     """Train the Korean->English model for back-translation (when backtranslation.enabled)."""
@@ -217,9 +228,11 @@ def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, 
 @click.option("--mono", "mono_dir", type=click.Path(path_type=Path), default=paths.MONO, show_default=True,
               help="Korean text, one sentence a line, in *.ko files.")
 @click.option("--reverse", "reverse_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL,
-              show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.BACKTRANSLATED, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+              show_default=True, help="The reverse (Korean->English) model's folder, with its best.pt.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.BACKTRANSLATED, show_default=True,
+              help="Where the synthetic pairs go (train.en, train.ko).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the reverse model decodes (auto: a CUDA GPU if there is one).")
 def backtranslate(params_path: Path, mono_dir: Path, reverse_dir: Path, out_dir: Path, device: str) -> None:
     """Translate the Korean text into English: synthetic pairs for training (when backtranslation.enabled)."""
     from seq2seq.backtranslate import backtranslate as run
@@ -244,7 +257,7 @@ def plots() -> None:
 @main.command()
 @click.argument("sentences", nargs=-1)
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+              show_default=True, help="The checkpoint to translate with (any best.pt).")
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (1: greedy).")
 @click.option("--length-penalty", type=click.FloatRange(min=0), help="GNMT length penalty alpha.")
 @click.option("--max-output-ratio", type=click.FloatRange(min=0, min_open=True),
@@ -252,7 +265,8 @@ def plots() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sentences decoded together.")
 @click.option("--attention", "attention_png", type=click.Path(path_type=Path),
               help="Also draw the attention weights of the (single) sentence as a PNG heatmap.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to decode (auto: a CUDA GPU if there is one).")
 @click.option("--domain", help="Domain tag to translate with (models trained with train.domain_tags; "
               "default: the model's default domain, e.g. general).")
 @click.option("--no-repeat-ngram", "no_repeat_ngram_size", type=click.IntRange(min=0),
@@ -295,12 +309,14 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
 
 @main.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-              show_default=True)
+              show_default=True, help="The checkpoint to serve (any best.pt).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True,
+              help="Port to listen on.")
 @click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10),
               help="Beam size of requests that do not give one (default: params.yaml's evaluate section).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to decode (auto: a CUDA GPU if there is one).")
 @click.option("--batching/--no-batching", default=True, show_default=True,
               help="Dynamic batching: gather concurrent requests into one search call.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), default="plots", show_default=True,
@@ -331,7 +347,7 @@ def _existing_sources(_context: click.Context, _parameter: click.Parameter, path
 
 
 BENCH_MODEL = click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
-                           show_default=True)
+                           show_default=True, help="The checkpoint to measure.")
 BENCH_SOURCES = click.option("--sources", "sources_path", type=click.Path(path_type=Path),
                              default=paths.PREPARED / "test.en", show_default=True, callback=_existing_sources,
                              help="English sentences, one per line.")
@@ -348,9 +364,10 @@ def bench() -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed first steps.")
 @click.option("--naive/--no-naive", default=True, show_default=True,
               help="Also time the step-by-step (input-feeding) decoder for comparison.")
-@click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True)
+@click.option("--encoded", "encoded_dir", type=click.Path(path_type=Path), default=paths.ENCODED, show_default=True,
+              help="The encoded data to time steps on (the encode stage's output).")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
-              show_default=True)
+              show_default=True, help="The tokenizer folder (vocabulary sizes).")
 @click.option("--emulate-avx2", is_flag=True,
               help="Run as on a CPU without AVX-512 or native bf16 (class avx2, float32), on a newer x86 CPU.")
 @click.option("--baseline", "baseline_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
@@ -414,11 +431,13 @@ def bench_step(params_path: Path) -> None:
 @BENCH_MODEL
 @click.option("--split", default="valid", show_default=True, help="Prepared split to score (data/prepared/SPLIT.*).")
 @click.option("--limit", type=click.IntRange(min=1), default=400, show_default=True, help="First N sentences.")
-@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
+@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True,
+              help="Beam sizes to try (repeat the option for several).")
 @click.option("--length-penalty", "length_penalties", type=click.FloatRange(min=0), multiple=True,
-              default=[0.6, 1.0, 1.4], show_default=True)
+              default=[0.6, 1.0, 1.4], show_default=True,
+              help="Length penalties to try (repeat the option for several).")
 @click.option("--no-repeat-ngram", "ngram_sizes", type=click.IntRange(min=0), multiple=True, default=[0, 3, 4],
-              show_default=True)
+              show_default=True, help="n-gram blocking sizes to try (0: none; repeat the option for several).")
 def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, beam_sizes: tuple[int, ...],
                  length_penalties: tuple[float, ...], ngram_sizes: tuple[int, ...]) -> None:
     """chrF and length ratio of each decoding setting on a split (tune evaluate's params on valid)."""
@@ -433,8 +452,10 @@ def bench_decode(params_path: Path, model_path: Path, split: str, limit: int, be
 @bench.command("translate")
 @BENCH_MODEL
 @BENCH_SOURCES
-@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--beam", "beam_sizes", type=click.IntRange(min=1), multiple=True, default=[1, 5], show_default=True,
+              help="Beam sizes to time (repeat the option for several).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Sentences decoded together.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many lines.")
 @click.option("--quantize", is_flag=True, help="Also time each beam size with int8 dynamic quantization.")
 def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int, ...], batch_size: int,
@@ -502,12 +523,14 @@ def bench_queue(sweep_path: Path, dry_run: bool) -> None:
               help="At most this many requests per level.")
 @click.option("--seconds", "max_seconds", type=click.FloatRange(min=1), default=20, show_default=True,
               help="At most this long per level.")
-@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True)
+@click.option("--beam", "beam_size", type=click.IntRange(min=1, max=10), default=5, show_default=True,
+              help="Beam size of every request.")
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 for the benchmarked server.")
 @click.option("--overload", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Then send requests at this many times the best rate sustained, for --overload-seconds (0: no).")
-@click.option("--overload-seconds", type=click.FloatRange(min=1), default=30, show_default=True)
+@click.option("--overload-seconds", type=click.FloatRange(min=1), default=30, show_default=True,
+              help="How long the overload phase lasts.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="The server's deadline (`seq2seq serve --timeout`).")
 def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, ...], max_requests: int,
