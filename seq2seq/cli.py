@@ -487,8 +487,10 @@ def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
 @BENCH_SOURCES
 @click.option("--gap", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Seconds between the lines of the slow input.")
-@click.option("--slow-lines", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--file-lines", type=click.IntRange(min=1), default=1120, show_default=True)
+@click.option("--slow-lines", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Lines fed one by one, --gap apart.")
+@click.option("--file-lines", type=click.IntRange(min=1), default=1120, show_default=True,
+              help="Lines fed at once, as a file.")
 @click.option("--load-seconds", type=click.FloatRange(min=0), default=15, show_default=True,
               help="Wait this long before the first slow line (the model loads meanwhile).")
 def bench_stream(model_path: Path, sources_path: Path, gap: float, slow_lines: int, file_lines: int,
@@ -548,7 +550,8 @@ def bench_serve(model_path: Path, sources_path: Path, client_counts: tuple[int, 
 @bench.command("health")
 @BENCH_MODEL
 @BENCH_SOURCES
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=20, show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=20, show_default=True,
+              help="How long to measure.")
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 for the benchmarked server.")
 def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int) -> None:
