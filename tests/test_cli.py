@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -65,3 +66,16 @@ def test_backtranslation_without_a_reverse_model_is_one_line(tmp_path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "dvc repro reverse" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bt").exists()
+
+def _commands(command: click.Command, name: str = "seq2seq") -> list[tuple[str, click.Command]]:
+    found = [(name, command)]
+    for sub_name, sub in getattr(command, "commands", {}).items():
+        found += _commands(sub, f"{name} {sub_name}")
+    return found
+
+
+def test_every_option_says_what_it_does() -> None:
+    """The CLI reference (docs) is generated from these help lines: an option without one is an empty row."""
+    silent = [f"{name} --{option.name}" for name, command in _commands(main) for option in command.params
+              if isinstance(option, click.Option) and not option.help]
+    assert silent == []
