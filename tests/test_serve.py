@@ -347,7 +347,7 @@ def test_bench_serve_reports_how_an_overload_is_answered(model_path: Path) -> No
     """The load test runs a real server process; at 4x what it sustained (a rate the tiny model may
     still keep up with) every request is answered, refused (503) or given up (504), and the answered
     ones within the deadline."""
-    from seq2seq.bench import bench_serve, free_port
+    from seq2seq.bench.serving import bench_serve, free_port
 
     sources = model_path.parents[2] / "data/prepared/test.en"
     lines = list(bench_serve(model_path, sources, [4], max_requests=40, max_seconds=1.5, beam_size=2, port=free_port(),

@@ -14,6 +14,7 @@ translate` and `seq2seq serve` processes) and is what `seq2seq bench ...` runs. 
 - `serving`: a server under closed- and open-loop load, /health beside attention requests
   (`bench serve`, `bench health`), and the helpers that start and measure a server
 - `sweeps`: sweep files queued as DVC experiments (`bench queue`)
+- `commands`: the `seq2seq bench` command group
 
 The repository's `bench/` holds what cannot live here: `bench/sweeps/` (the sweep files that `bench
 queue` takes) and three scripts, `profile_train.py` (it profiles older checkouts too, so it uses
@@ -22,22 +23,3 @@ README's picture) and `sentence_splitters.py` (the candidate splitters, which th
 install).
 
 Speed is measured here, not in tests. The machine is noisy, so compare variants as ratios within one run."""
-
-from seq2seq.bench.decoding import bench_decode, bench_translate
-from seq2seq.bench.memory import bench_memory, bench_scale, bench_step_memory
-from seq2seq.bench.serving import (
-    LoadResult,
-    OverloadResult,
-    bench_serve,
-    free_port,
-    load_test,
-    overload_test,
-    percentile,
-    serve_process,
-)
-from seq2seq.bench.sweeps import queue_sweep, sweep_overrides
-from seq2seq.bench.training import bench_train, emulate_avx2
-
-__all__ = ["LoadResult", "OverloadResult", "bench_decode", "bench_memory", "bench_scale", "bench_serve",
-           "bench_step_memory", "bench_train", "bench_translate", "emulate_avx2", "free_port", "load_test",
-           "overload_test", "percentile", "queue_sweep", "serve_process", "sweep_overrides"]
