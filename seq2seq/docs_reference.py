@@ -196,7 +196,7 @@ def cli_markdown(group: click.Group | None = None) -> str:
     lines = [
         "# CLI reference",
         "",
-        "Generated from the click commands of `seq2seq/cli.py` (and `seq2seq/bench/commands.py`) when the documentation is built; each",
+        "Generated from the click commands of `seq2seq/cli.py` when the documentation is built; each",
         "command's `--help` (or `-h`) prints the same. Errors a user can cause end with `error: ...` on",
         "stderr and exit code 1.",
         "",
