@@ -7,6 +7,7 @@ Heavy modules (torch, sentencepiece, sacrebleu) are imported inside the commands
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +23,20 @@ PARAMS = click.option("--params", "params_path", type=click.Path(path_type=Path)
 
 
 class _Group(click.Group):
-    """Turns a `UserError` into `error: message` on stderr and exit code 1, without a traceback."""
+    """Turns a `UserError` into `error: message` on stderr and exit code 1, without a traceback; and
+    loads the `bench` group (measurement, not product: it lives beside the benchmarks it runs, in
+    `seq2seq.bench.commands`) only when asked for, so no pipeline stage imports it."""
+
+    lazy_commands = {"bench": ("seq2seq.bench.commands", "bench")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_commands])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_commands:
+            module, attribute = self.lazy_commands[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -339,11 +353,6 @@ def serve(model_path: Path, host: str, port: int, beam_size: int | None, device:
     run(model_path, host, port, decoding_settings(params_path, beam_size=beam_size), device, limits, plots_dir,
         quantize)
 
-
-# Measurement, not product: the `bench` group lives beside the benchmarks it runs.
-from seq2seq.bench.commands import bench  # noqa: E402  (after PARAMS and main, which it uses)
-
-main.add_command(bench)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

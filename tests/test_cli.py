@@ -69,8 +69,9 @@ def test_backtranslation_without_a_reverse_model_is_one_line(tmp_path) -> None:
 
 def _commands(command: click.Command, name: str = "seq2seq") -> list[tuple[str, click.Command]]:
     found = [(name, command)]
-    for sub_name, sub in getattr(command, "commands", {}).items():
-        found += _commands(sub, f"{name} {sub_name}")
+    if isinstance(command, click.Group):
+        for sub_name in command.list_commands(click.Context(command)):
+            found += _commands(command.get_command(click.Context(command), sub_name), f"{name} {sub_name}")
     return found
 
 
