@@ -354,5 +354,19 @@ def serve(model_path: Path, host: str, port: int, beam_size: int | None, device:
         quantize)
 
 
-if __name__ == "__main__":  # pragma: no cover
+# The commands that train: they run on tcmalloc where the system has it (seq2seq.allocator).
+_TRAINING_COMMANDS = (["train"], ["reverse"], ["bench", "train"], ["bench", "memory"])
+
+
+def run() -> None:
+    """The `seq2seq` program (`main` with this process's arguments); a training command first
+    restarts itself on tcmalloc. Tests call `main` in-process, which never restarts."""
+    if any(sys.argv[1:1 + len(command)] == command for command in _TRAINING_COMMANDS):
+        from seq2seq.allocator import restart_with_tcmalloc
+
+        restart_with_tcmalloc()
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

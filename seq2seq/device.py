@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from seq2seq.allocator import loaded_allocator
 from seq2seq.errors import UserError
 
 
@@ -93,10 +94,11 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
 
 def machine_description(device: torch.device) -> dict[str, str]:
     """What a trained model's exact bytes depend on besides the data and params: the CPU (or GPU)
-    model, the kernels torch picks for it, the torch version and the thread count."""
+    model, the kernels torch picks for it, the torch version and the thread count; and the memory
+    allocator (`seq2seq.allocator`), which decides the memory and speed, not the bytes."""
     cpu = cpu_info("model name") or platform.processor() or platform.machine()
     description = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_class": cpu_class(),
-                   "torch": torch.__version__, "threads": str(torch.get_num_threads())}
+                   "torch": torch.__version__, "threads": str(torch.get_num_threads()), "allocator": loaded_allocator()}
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)
     return description
