@@ -134,3 +134,29 @@ def target_span(source_span: tuple[int, int], source_text: str, target_text: str
     if not aligned:
         return None
     return target_words[min(aligned)][0], target_words[max(aligned)][1]
+
+
+def block_alignments(source_pieces: Sequence[str], output_pieces: Sequence[str], blocks: Sequence[torch.Tensor],
+                     method: Method = "target") -> list[list[Pair]]:
+    """The word alignment of each sentence of a translation (`Translation.source_pieces`,
+    `.output_pieces`, `.blocks`: the sentences' pieces one after the other, block i of shape
+    (output pieces of sentence i, its source pieces))."""
+    alignments, output, source = [], 0, 0
+    for block in blocks:
+        rows, columns = block.shape
+        alignments.append(word_alignment(source_pieces[source: source + columns], output_pieces[output: output + rows],
+                                         block, method))
+        output, source = output + rows, source + columns
+    return alignments
+
+
+def joined_alignment(alignments: Sequence[Sequence[Pair]], sources: Sequence[str], targets: Sequence[str]
+                     ) -> list[Pair]:
+    """The alignment of texts made of sentences (`sources[k]` translated as `targets[k]`, aligned by
+    `alignments[k]`) joined with whitespace between them: word indices shifted by the words of the
+    sentences before."""
+    pairs, source_offset, target_offset = [], 0, 0
+    for alignment, source, target in zip(alignments, sources, targets, strict=True):
+        pairs += [(i + source_offset, j + target_offset) for i, j in alignment]
+        source_offset, target_offset = source_offset + len(source.split()), target_offset + len(target.split())
+    return pairs
