@@ -288,9 +288,20 @@ def plots() -> None:
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--split/--no-split", "split_sentences", default=True, show_default=True,
               help="Split each text into sentences, translate them, and join the translations.")
+@click.option("--alignments", is_flag=True,
+              help="Also print each translation's word alignment, after a tab: i-j pairs (source word i, "
+              "target word j, from 0; Pharaoh format).")
+@click.option("--format", "file_format", type=click.Choice(["txt", "html", "md", "srt"]), default="txt",
+              show_default=True, help="txt: one text a line; html, md (Markdown), srt (subtitles): a whole "
+              "document, translated with its markup, code and timing kept.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), help="Read this file instead of "
+              "standard input.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path), help="Write this file (whole, "
+              "or not at all) instead of standard output.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
-              domain: str | None, quantize: bool, split_sentences: bool, params_path: Path,
+              domain: str | None, quantize: bool, split_sentences: bool, alignments: bool, file_format: str,
+              input_path: Path | None, output_path: Path | None, params_path: Path,
               **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
@@ -305,20 +316,59 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
     from seq2seq.files import check_output
     from seq2seq.translate import Translator, decode_lines, plot_attention
 
-    if attention_png:
-        check_output(attention_png)
+    from_stdin = not sentences or sentences == ("-",)
+    if input_path and not from_stdin:
+        raise UserError("give SENTENCES or --input, not both")
+    if alignments and file_format != "txt":
+        raise UserError("--alignments goes with --format txt (other formats put the markup back by them)")
+    for path in filter(None, [attention_png, output_path]):
+        check_output(path)
+    if file_format != "txt":
+        from seq2seq.markup import read_document
+
+        documents = [read_document(input_path, sys.stdin.buffer)] if from_stdin else [(s, "<argument>")
+                                                                                        for s in sentences]
     translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
                             split_sentences=split_sentences, params_path=params_path, **decoding)
-    if not sentences or sentences == ("-",):
-        for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
-            click.echo(line)
-            sys.stdout.flush()
+    if file_format != "txt":
+        from seq2seq.markup import translate_document, translator_aligner
+
+        aligner = translator_aligner(translator)
+        _write_or_echo(output_path, "".join(translate_document(document, file_format, aligner, name)
+                                            for document, name in documents))
         return
-    for line in translator.translate(list(sentences)):
+    if from_stdin:
+        lines = decode_lines(input_path.open("rb") if input_path else sys.stdin.buffer)
+        translations = translator.translate_stream_detailed(lines, alignments=alignments)
+    else:
+        translations = translator.translate_paragraphs(translator.paragraphs(list(sentences)), alignments=alignments)
+    lines = (_with_alignment(translation.text, translation.alignment) for translation in translations)
+    if output_path:
+        _write_or_echo(output_path, "".join(line + "\n" for line in lines))
+    for line in [] if output_path else lines:
         click.echo(line)
+        sys.stdout.flush()
     if attention_png:
         plot_attention(*translator.attention(sentences[0]), attention_png)
         click.echo(f"attention heatmap written to {attention_png}", err=True)
+
+
+def _with_alignment(text: str, alignment: list[tuple[int, int]] | None) -> str:
+    """A translation's output line: with its alignment asked for, `text<TAB>i-j i-j ...`."""
+    from seq2seq.alignment import pharaoh
+
+    return text if alignment is None else f"{text}\t{pharaoh(alignment)}"
+
+
+def _write_or_echo(output_path: Path | None, text: str) -> None:
+    """`text` into the file `output_path` (atomically), else onto standard output."""
+    if output_path is None:
+        click.echo(text, nl=False)
+        return
+    from seq2seq.files import write_text
+
+    write_text(output_path, text)
+    click.echo(f"translation written to {output_path}", err=True)
 
 
 @main.command()

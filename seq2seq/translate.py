@@ -21,6 +21,7 @@ from typing import TypeVar
 import torch
 
 from seq2seq import paths
+from seq2seq.alignment import joined_alignment, word_alignment
 from seq2seq.checkpoint import load_model
 from seq2seq.config import decoding_settings
 from seq2seq.device import pick_device
@@ -55,6 +56,9 @@ class SentenceTranslation:
     source: str  # the sentence as split from the text
     text: str  # the best candidate's text ("" for an empty sentence)
     candidates: list[Candidate]  # best first; one unless an n-best list was asked for
+    # (source word i, target word j) pairs of `source` and `text` (whitespace-separated words, from
+    # 0), from the attention: `seq2seq.alignment`; None unless asked for ([] for an empty sentence)
+    alignment: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -74,6 +78,15 @@ class Translation:
     def attention(self) -> torch.Tensor | None:
         """The (output pieces, source pieces) weights of the whole text: the blocks on the diagonal."""
         return None if self.blocks is None else torch.block_diag(*self.blocks)
+
+    @property
+    def alignment(self) -> list[tuple[int, int]] | None:
+        """The word alignment of the whole text (its sentences' alignments, word indices counted
+        over the text), when the sentences' alignments were asked for."""
+        if any(sentence.alignment is None for sentence in self.sentences):
+            return None
+        return joined_alignment([s.alignment for s in self.sentences], [s.source for s in self.sentences],
+                                [s.text for s in self.sentences])
 
 
 def quantize_for_cpu(model: torch.nn.Module) -> torch.nn.Module:
@@ -253,18 +266,25 @@ class Translator:
         piped slowly is answered before the next one comes. From a file, up to 8 batches' worth go
         together, sorted by length into batches as in evaluate (less padding than in arrival order).
         An error reading the lines is raised after the lines read before it are translated."""
+        return (translation.text for translation in self.translate_stream_detailed(lines))
+
+    def translate_stream_detailed(self, lines: Iterable[str], alignments: bool = False) -> Iterator[Translation]:
+        """`translate_stream`, each line's `Translation` (with its sentences' word alignments when asked)."""
         number = 1
         for chunk in available_batches((line.rstrip("\r\n") for line in lines), 8 * self.batch_size):
-            yield from self.translate(chunk, first_number=number)
+            yield from self.translate_paragraphs(self.paragraphs(chunk), first_number=number, alignments=alignments)
             number += len(chunk)
 
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
-                           domain: str | None = None, n_best: int = 1) -> list[Translation]:
+                           domain: str | None = None, n_best: int = 1, alignments: bool = False
+                           ) -> list[Translation]:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
         given; with `attention`, also the source and output pieces and each sentence's weights
         (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix).
-        Each has its sentences' candidates (`Translation.sentences`): `n_best` of them at most."""
-        return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain, n_best=n_best)
+        Each has its sentences' candidates (`Translation.sentences`): `n_best` of them at most; with
+        `alignments`, each sentence's word alignment too (`SentenceTranslation.alignment`)."""
+        return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain, n_best=n_best,
+                                         alignments=alignments)
 
     def check_n_best(self, n_best: int, beam_size: int | None = None) -> None:
         """`UserError` unless an n-best list of `n_best` fits the search (beam size `beam_size`, else
@@ -280,12 +300,13 @@ class Translator:
 
     def translate_paragraphs(self, paragraphs: list[Paragraph], beam_size: int | None = None, attention: bool = False,
                              domain: str | None = None, tag_ids: list[int] | None = None, first_number: int = 1,
-                             n_best: int = 1) -> list[Translation]:
+                             n_best: int = 1, alignments: bool = False) -> list[Translation]:
         """One translation per paragraph (see `paragraphs`), in order; all their sentences are
         searched together. The domain tag is each paragraph's of `tag_ids`, else `domain`'s, else
         the translator's; an empty sentence translates to an empty one. Each translation has its
         sentences (`Translation.sentences`), each with up to `n_best` candidates, best first
-        (`n_best` at most the beam size: `check_n_best`)."""
+        (`n_best` at most the beam size: `check_n_best`); with `alignments`, the best candidate's
+        word alignment (`SentenceTranslation.alignment`)."""
         if domain is not None and self.domains is None:
             raise UserError("this model was trained without domain tags: 'domain' does not apply")
         self.check_n_best(n_best, beam_size)
@@ -295,7 +316,7 @@ class Translator:
             sentence_tags = [tag for tag, paragraph in zip(tag_ids, paragraphs, strict=True)
                              for _ in paragraph.sentences]
             ids = [[tag, *sequence] if sequence else [] for tag, sequence in zip(sentence_tags, ids, strict=True)]
-        hypotheses = self._search(ids, attention, beam_size, n_best)
+        hypotheses = self._search(ids, attention or alignments, beam_size, n_best)
         candidates = iter(self._candidates(hypotheses))
         sentences = iter(zip(ids, hypotheses, strict=True))
         results = []
@@ -304,6 +325,9 @@ class Translator:
             translated = [SentenceTranslation(source, options[0].text, options)
                           for source, options in zip(paragraph.sentences, candidates, strict=False)]
             text = paragraph.join([sentence.text for sentence in translated])
+            if alignments:
+                for sentence, (source, hypothesis) in zip(translated, found, strict=True):
+                    sentence.alignment = word_alignment(*self._pieces(source, hypothesis)) if hypothesis else []
             drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
@@ -349,12 +373,17 @@ class Translator:
         """`text` with the pieces and weights of its sentences' (source ids, hypothesis) pairs."""
         source_pieces, output_pieces, blocks = [], [], []
         for source_ids, hypothesis in drawn:
-            pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
-            weights = hypothesis.attention[: len(pieces)]
-            source_pieces += [self._source_piece(i) for i in source_ids]
-            output_pieces += pieces[: weights.size(0)]
+            sources, outputs, weights = self._pieces(source_ids, hypothesis)
+            source_pieces += sources
+            output_pieces += outputs
             blocks.append(weights)
         return Translation(text, source_pieces, output_pieces, blocks)
+
+    def _pieces(self, source_ids: list[int], hypothesis: Hypothesis) -> tuple[list[str], list[str], torch.Tensor]:
+        """A sentence's source pieces, output pieces (EOS last) and (output, source) attention weights."""
+        pieces = [self.tokenizer.target.id_to_piece(i) for i in hypothesis.tokens] + ["</s>"]
+        weights = hypothesis.attention[: len(pieces)]
+        return [self._source_piece(i) for i in source_ids], pieces[: weights.size(0)], weights
 
     def _source_piece(self, piece_id: int) -> str:
         """How a source id is shown: its SentencePiece piece, or a domain tag such as `<general>`."""
