@@ -342,7 +342,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         translations = translator.translate_stream_detailed(lines, alignments=alignments)
     else:
         translations = translator.translate_paragraphs(translator.paragraphs(list(sentences)), alignments=alignments)
-    lines = (_with_alignment(translation.text, translation.alignment) for translation in translations)
+    lines = (_with_alignment(translation.text, (translation.alignment or []) if alignments else None)
+             for translation in translations)
     if output_path:
         _write_or_echo(output_path, "".join(line + "\n" for line in lines))
     for line in [] if output_path else lines:

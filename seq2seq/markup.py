@@ -71,6 +71,8 @@ class _Builder:
         self.open_elements = [self.root]
 
     def text(self, text: str) -> None:
+        if self.parts and self.parts[-1][-1:].isspace():
+            text = text.lstrip()  # the spacing around an atom taken out: one space, as the model reads
         self.parts.append(text)
         self.length += len(text)
 
@@ -543,9 +545,9 @@ def _pair_markdown(tokens: list[tuple[str | None, str, int]], text: str) -> dict
         elif kind == "link_start":
             opens = True
         elif kind == "emphasis":
-            intraword = token[0] == "_" and (before.isalnum() or after.isalnum())
-            closes = not before.isspace() and not intraword
-            opens = not after.isspace() and not intraword
+            underscore = token[0] == "_"  # never inside a word, as in snake_case
+            closes = not before.isspace() and not (underscore and after.isalnum())
+            opens = not after.isspace() and not (underscore and before.isalnum())
         elif kind == "html" and not token.startswith("<!--") and not token.endswith("/>"):
             name = re.match(r"</?([A-Za-z][\w-]*)", token).group(1).lower()
             closes, opens = token.startswith("</"), not token.startswith("</") and name not in _VOID
@@ -653,15 +655,22 @@ def break_lines(text: str, count: int) -> list[str]:
     """`text` broken at spaces (never inside a tag) into at most `count` lines of about equal length."""
     if count <= 1:
         return [text]
-    outside_tags = re.sub(r"<[^>]*>", lambda tag: "x" * len(tag.group(0)), text)
-    spaces = [match.start() for match in re.finditer(r" ", outside_tags)]
+    in_tags = {i for tag in re.finditer(r"<[^>]*>", text) for i in range(tag.start(), tag.end())}
+    visible, spaces, seen = [], [], 0  # characters outside tags before each position; spaces outside tags
+    for index, char in enumerate(text):
+        visible.append(seen)
+        if index not in in_tags:
+            seen += 1
+            if char == " ":
+                spaces.append(index)
     lines, start = [], 0
     for number in range(1, count):
-        wanted = start + (len(text) - start) / (count - number + 1)
+        done = visible[start] if start < len(text) else seen
+        wanted = done + (seen - done) / (count - number + 1)
         candidates = [space for space in spaces if space > start]
         if not candidates:
             break
-        cut = min(candidates, key=lambda space: abs(space - wanted))
+        cut = min(candidates, key=lambda space: abs(visible[space] - wanted))
         lines.append(text[start:cut])
         start = cut + 1
     return [*lines, text[start:]]

@@ -1,8 +1,11 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
-    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
+    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false, "alignments": false,
+                      "format": "text"}
                      -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
-                        translation has its pieces and weights too (`translation_json`)
+                        translation has its pieces and weights too (`translation_json`); with
+                        alignments, its word alignment and its sentences' (`alignment_json`); with
+                        format "html" or "md", the text is markup, translated with its tags kept
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -36,10 +39,12 @@ from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
+from seq2seq.markup import escape_html
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Paragraph, Translation, Translator, split_paragraphs
 
 STATIC_DIR = Path(__file__).parent / "static"
+MARKUP_FORMATS = ("text", "html", "md")
 log = logging.getLogger("seq2seq.serve")
 
 
@@ -74,6 +79,8 @@ class TranslateRequest:
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
+    alignments: bool = False
+    markup: str = "text"  # or "html", "md": each text is a document (`seq2seq.markup`)
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
@@ -89,9 +96,10 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
-    unknown = sorted(set(data) - {"text", "beam", "attention", "domain"})
+    known = ("text", "beam", "attention", "domain", "alignments", "format")
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: text, beam, attention, domain)")
+        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
     if "text" not in data:
         raise ApiError(422, "text", "the field text is missing: a string or a list of strings")
     text = data["text"]
@@ -118,12 +126,20 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     attention = data.get("attention", False)
     if not isinstance(attention, bool):
         raise ApiError(422, "attention", "attention must be true or false")
+    alignments = data.get("alignments", False)
+    if not isinstance(alignments, bool):
+        raise ApiError(422, "alignments", "alignments must be true or false")
+    markup = data.get("format", "text")
+    if markup not in MARKUP_FORMATS:
+        raise ApiError(422, "format", f"format must be one of {', '.join(MARKUP_FORMATS)}")
+    if markup != "text" and (alignments or attention):
+        raise ApiError(422, "format", "a markup format gives the text only: leave out alignments and attention")
     domain = data.get("domain")
     if domain is not None and not domains:
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, sentences, beam, attention, domain)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain, alignments, markup)
 
 
 def translation_json(translation: Translation) -> dict[str, Any]:
@@ -143,7 +159,18 @@ def translation_json(translation: Translation) -> dict[str, Any]:
             rows, columns = block.shape
             result["blocks"].append({"output": [output, output + rows], "source": [source, source + columns]})
             output, source = output + rows, source + columns
-    return result
+    return result | alignment_json(translation)
+
+
+def alignment_json(translation: Translation) -> dict[str, Any]:
+    """A translation's word alignments, when they were asked for: `alignment`, [i, j] pairs of the
+    whole text's words, and each sentence's `source`, `text` and `alignment` (its own words)."""
+    if translation.alignment is None:
+        return {}
+    return {"alignment": [list(pair) for pair in translation.alignment],
+            "sentences": [{"source": sentence.source, "text": sentence.text,
+                           "alignment": [list(pair) for pair in sentence.alignment]}
+                          for sentence in translation.sentences]}
 
 
 def translations_response(translations: list[Translation], beam: int) -> JSONResponse:
@@ -210,8 +237,10 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
                                              limits, info["domains"], translator.paragraphs)
-            translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain),
-                                                parsed.sentences)
+            if parsed.markup != "text":
+                return await _translate_markup(parsed, batcher)
+            translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain,
+                                                                    parsed.alignments), parsed.sentences)
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -262,12 +291,35 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
     return app
 
 
-def run_translations(translator: Translator, paragraphs: list[Paragraph], settings: tuple[int, bool, str | None]
-                     ) -> list[Translation]:
-    """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain)
-    settings. The JSON is made later, off this thread (`translations_response`)."""
-    beam, attention, domain = settings
-    return translator.translate_paragraphs(paragraphs, beam, attention, domain)
+async def _translate_markup(parsed: TranslateRequest, batcher: Batcher) -> Response:
+    """A request of HTML or Markdown documents: each parsed into texts and markup (a `UserError` for
+    an unbalanced tag: 422), the texts translated with alignments through the batcher, the markup
+    put back."""
+    from seq2seq.markup import parse_html, parse_markdown, translate_pieces
+
+    parse, escape = {"html": (parse_html, escape_html), "md": (parse_markdown, str)}[parsed.markup]
+    try:
+        documents = [parse(paragraph.join(paragraph.sentences), f"text[{index}]")
+                     for index, paragraph in enumerate(parsed.paragraphs)]
+    except UserError as error:
+        raise ApiError(422, "text", str(error)) from None
+    texts = [piece.text for pieces in documents for piece in pieces if not isinstance(piece, str)
+             and piece.text.strip()]
+    paragraphs = split_paragraphs(texts)
+    translated = await batcher.submit(paragraphs, (parsed.beam, False, parsed.domain, True),
+                                      sum(len(p.sentences) for p in paragraphs)) if texts else []
+    found = iter((t.text, t.alignment or []) for t in translated)
+    results = [{"text": "".join(translate_pieces(pieces, lambda batch: [next(found) for _ in batch], escape))}
+               for pieces in documents]
+    return JSONResponse({"translations": results, "beam": parsed.beam})
+
+
+def run_translations(translator: Translator, paragraphs: list[Paragraph],
+                     settings: tuple[int, bool, str | None, bool]) -> list[Translation]:
+    """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain,
+    alignments) settings. The JSON is made later, off this thread (`translations_response`)."""
+    beam, attention, domain, alignments = settings
+    return translator.translate_paragraphs(paragraphs, beam, attention, domain, alignments=alignments)
 
 
 def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,
