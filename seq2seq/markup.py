@@ -171,6 +171,10 @@ class _Placer:
             start, end = spans[id(child)]
             start = min(max(start, cursor), high)
             end = min(max(end, start), high)
+            while start < end and self.target[start].isspace():  # a cut span keeps no spacing at its ends
+                start += 1
+            while end > start and self.target[end - 1].isspace():
+                end -= 1
             spans[id(child)] = (start, end)
             cursor = end
             self.fit(child, spans)
@@ -186,9 +190,7 @@ class _Placer:
         if len(covered) == len(self.source_words):
             return self.target_words[0][0], self.target_words[-1][1]
         found = target_span((start, end), self.source, self.target, self.alignment)
-        if found is None:
-            found = self.proportional(start), self.proportional(end)
-        return self.trimmed(found, self.source[start:end])
+        return self.trimmed(found or self.proportional_span(start, end), self.source[start:end])
 
     def trimmed(self, span: tuple[int, int], source_text: str) -> tuple[int, int]:
         """`span` without the punctuation at its ends that the source text has not at its ends."""
@@ -211,8 +213,29 @@ class _Placer:
         for word in reversed(before):
             found = target_span(self.source_words[word], self.source, self.target, self.alignment)
             if found is not None:
-                return found[1]
+                return self.sentence_end(found[1]) if self.ends_sentence(word) else found[1]
         return self.proportional(position)
+
+    def ends_sentence(self, word: int) -> bool:
+        start, end = self.source_words[word]
+        return self.source[start:end].rstrip("\"')]”’").endswith((".", "!", "?", "…"))
+
+    def sentence_end(self, position: int) -> int:
+        """The end of the first target word ending a sentence at or after `position` (markup after
+        a sentence goes after its translation, wherever the sentence's last word went)."""
+        ends = [end for start, end in self.target_words
+                if end >= position and self.target[start:end].rstrip("\"')]”’").endswith((".", "!", "?", "…"))]
+        return ends[0] if ends else position
+
+    def proportional_span(self, start: int, end: int) -> tuple[int, int]:
+        """The target words at the same fraction of the text as source characters [start, end) (at
+        least the one nearest its middle): where an element whose words align to nothing goes."""
+        scale = len(self.target) / max(len(self.source), 1)
+        low, high = start * scale, end * scale
+        inside = [word for word in self.target_words if low <= (word[0] + word[1]) / 2 <= high]
+        if not inside:
+            inside = [min(self.target_words, key=lambda word: abs(word[0] + word[1] - low - high))]
+        return inside[0][0], inside[-1][1]
 
     def proportional(self, position: int) -> int:
         """The target word boundary nearest the same fraction of the text as source `position`."""
@@ -709,13 +732,14 @@ def translate_document(document: str, file_format: str, aligner: Aligner, source
 
 def translator_aligner(translator) -> Aligner:
     """An `Aligner` from a `seq2seq.translate.Translator`: its translations and the word alignment of
-    each whole text (`Translation.alignment`)."""
+    each whole text (`Translation.alignment`), each source word to the target word it had the most
+    attention from ("source" method: the best at placing tags, docs/markup.md)."""
 
     def align(texts: list[str]) -> list[tuple[str, list[Pair]]]:
         if not texts:
             return []
         return [(translation.text, translation.alignment or [])
-                for translation in translator.translate_detailed(texts, alignments=True)]
+                for translation in translator.translate_detailed(texts, alignments=True, alignment_method="source")]
 
     return align
 

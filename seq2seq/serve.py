@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from seq2seq.alignment import Method
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import EvaluateConfig
@@ -240,7 +241,8 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             if parsed.markup != "text":
                 return await _translate_markup(parsed, batcher)
             translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain,
-                                                                    parsed.alignments), parsed.sentences)
+                                                                    "target" if parsed.alignments else None),
+                                                parsed.sentences)
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -306,7 +308,7 @@ async def _translate_markup(parsed: TranslateRequest, batcher: Batcher) -> Respo
     texts = [piece.text for pieces in documents for piece in pieces if not isinstance(piece, str)
              and piece.text.strip()]
     paragraphs = split_paragraphs(texts)
-    translated = await batcher.submit(paragraphs, (parsed.beam, False, parsed.domain, True),
+    translated = await batcher.submit(paragraphs, (parsed.beam, False, parsed.domain, "source"),
                                       sum(len(p.sentences) for p in paragraphs)) if texts else []
     found = iter((t.text, t.alignment or []) for t in translated)
     results = [{"text": "".join(translate_pieces(pieces, lambda batch: [next(found) for _ in batch], escape))}
@@ -315,11 +317,13 @@ async def _translate_markup(parsed: TranslateRequest, batcher: Batcher) -> Respo
 
 
 def run_translations(translator: Translator, paragraphs: list[Paragraph],
-                     settings: tuple[int, bool, str | None, bool]) -> list[Translation]:
+                     settings: tuple[int, bool, str | None, Method | None]) -> list[Translation]:
     """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain,
-    alignments) settings. The JSON is made later, off this thread (`translations_response`)."""
+    alignment method or None for no alignments) settings. The JSON is made later, off this thread
+    (`translations_response`)."""
     beam, attention, domain, alignments = settings
-    return translator.translate_paragraphs(paragraphs, beam, attention, domain, alignments=alignments)
+    return translator.translate_paragraphs(paragraphs, beam, attention, domain, alignments=alignments is not None,
+                                           alignment_method=alignments or "target")
 
 
 def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,

@@ -21,7 +21,7 @@ from typing import TypeVar
 import torch
 
 from seq2seq import paths
-from seq2seq.alignment import joined_alignment, word_alignment
+from seq2seq.alignment import Method, joined_alignment, word_alignment
 from seq2seq.checkpoint import load_model
 from seq2seq.config import decoding_settings
 from seq2seq.device import pick_device
@@ -276,15 +276,16 @@ class Translator:
             number += len(chunk)
 
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
-                           domain: str | None = None, n_best: int = 1, alignments: bool = False
-                           ) -> list[Translation]:
+                           domain: str | None = None, n_best: int = 1, alignments: bool = False,
+                           alignment_method: Method = "target") -> list[Translation]:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
         given; with `attention`, also the source and output pieces and each sentence's weights
         (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix).
         Each has its sentences' candidates (`Translation.sentences`): `n_best` of them at most; with
-        `alignments`, each sentence's word alignment too (`SentenceTranslation.alignment`)."""
+        `alignments`, each sentence's word alignment too (`SentenceTranslation.alignment`, by
+        `alignment_method`: `seq2seq.alignment.word_alignment`)."""
         return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain, n_best=n_best,
-                                         alignments=alignments)
+                                         alignments=alignments, alignment_method=alignment_method)
 
     def check_n_best(self, n_best: int, beam_size: int | None = None) -> None:
         """`UserError` unless an n-best list of `n_best` fits the search (beam size `beam_size`, else
@@ -300,13 +301,14 @@ class Translator:
 
     def translate_paragraphs(self, paragraphs: list[Paragraph], beam_size: int | None = None, attention: bool = False,
                              domain: str | None = None, tag_ids: list[int] | None = None, first_number: int = 1,
-                             n_best: int = 1, alignments: bool = False) -> list[Translation]:
+                             n_best: int = 1, alignments: bool = False, alignment_method: Method = "target"
+                             ) -> list[Translation]:
         """One translation per paragraph (see `paragraphs`), in order; all their sentences are
         searched together. The domain tag is each paragraph's of `tag_ids`, else `domain`'s, else
         the translator's; an empty sentence translates to an empty one. Each translation has its
         sentences (`Translation.sentences`), each with up to `n_best` candidates, best first
         (`n_best` at most the beam size: `check_n_best`); with `alignments`, the best candidate's
-        word alignment (`SentenceTranslation.alignment`)."""
+        word alignment (`SentenceTranslation.alignment`, by `alignment_method`)."""
         if domain is not None and self.domains is None:
             raise UserError("this model was trained without domain tags: 'domain' does not apply")
         self.check_n_best(n_best, beam_size)
@@ -327,7 +329,8 @@ class Translator:
             text = paragraph.join([sentence.text for sentence in translated])
             if alignments:
                 for sentence, (source, hypothesis) in zip(translated, found, strict=True):
-                    sentence.alignment = word_alignment(*self._pieces(source, hypothesis)) if hypothesis else []
+                    sentence.alignment = (word_alignment(*self._pieces(source, hypothesis), alignment_method)
+                                          if hypothesis else [])
             drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
