@@ -288,9 +288,17 @@ def plots() -> None:
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--split/--no-split", "split_sentences", default=True, show_default=True,
               help="Split each text into sentences, translate them, and join the translations.")
+@click.option("--n-best", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Give each sentence's N best translations (N at most the beam size), one row each "
+                   "(line, sentence, rank[, score], text), or a `candidates` list with --json.")
+@click.option("--scores", is_flag=True,
+              help="Give each translation's score, its length-normalised log-probability (`score<TAB>text`; "
+                   "with --json, also its plain log_prob).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write JSON Lines: an object per input line with its text and sentences.")
 @click.option("--alignments", is_flag=True,
-              help="Also print each translation's word alignment, after a tab: i-j pairs (source word i, "
-              "target word j, from 0; Pharaoh format).")
+              help="Give each translation's word alignment: i-j pairs (source word i, target word j, from 0; "
+              "Pharaoh format) before the text after a tab, or an `alignment` field with --json.")
 @click.option("--format", "file_format", type=click.Choice(["txt", "html", "md", "srt"]), default="txt",
               show_default=True, help="txt: one text a line; html, md (Markdown), srt (subtitles): a whole "
               "document, translated with its markup, code and timing kept.")
@@ -300,27 +308,32 @@ def plots() -> None:
               "or not at all) instead of standard output.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
-              domain: str | None, quantize: bool, split_sentences: bool, alignments: bool, file_format: str,
-              input_path: Path | None, output_path: Path | None, params_path: Path,
-              **decoding: int | float | None) -> None:
+              domain: str | None, quantize: bool, split_sentences: bool, n_best: int, scores: bool, as_json: bool,
+              alignments: bool, file_format: str, input_path: Path | None, output_path: Path | None,
+              params_path: Path, **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
-    file exists; else the built-in defaults).
+    file exists; else the built-in defaults). With --n-best, --scores or --json, each output line is
+    tab-separated fields or a JSON object (docs/scoring.md); the n-best lists are per sentence.
     """
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
     from seq2seq.files import check_output
+    from seq2seq.formats import Shown, output_lines
     from seq2seq.translate import Translator, decode_lines, plot_attention
 
     from_stdin = not sentences or sentences == ("-",)
     if input_path and not from_stdin:
         raise UserError("give SENTENCES or --input, not both")
-    if alignments and file_format != "txt":
-        raise UserError("--alignments goes with --format txt (other formats put the markup back by them)")
+    if file_format != "txt" and (alignments or as_json or scores or n_best > 1):
+        raise UserError(f"--format {file_format} writes the document translated: --alignments, --json, --scores "
+                        "and --n-best go with --format txt")
+    if alignments and n_best > 1 and not as_json:
+        raise UserError("--alignments with --n-best needs --json (the rows of an n-best list have no alignment)")
     for path in filter(None, [attention_png, output_path]):
         check_output(path)
     if file_format != "txt":
@@ -330,6 +343,7 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
                                                                                         for s in sentences]
     translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
                             split_sentences=split_sentences, params_path=params_path, **decoding)
+    translator.check_n_best(n_best)
     if file_format != "txt":
         from seq2seq.markup import translate_document, translator_aligner
 
@@ -339,26 +353,18 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         return
     if from_stdin:
         lines = decode_lines(input_path.open("rb") if input_path else sys.stdin.buffer)
-        translations = translator.translate_stream_detailed(lines, alignments=alignments)
+        translations = translator.translation_stream(lines, n_best, alignments)
     else:
-        translations = translator.translate_paragraphs(translator.paragraphs(list(sentences)), alignments=alignments)
-    lines = (_with_alignment(translation.text, (translation.alignment or []) if alignments else None)
-             for translation in translations)
+        translations = translator.translate_detailed(list(sentences), n_best=n_best, alignments=alignments)
+    output = output_lines(translations, Shown(scores, n_best, alignments), as_json)
     if output_path:
-        _write_or_echo(output_path, "".join(line + "\n" for line in lines))
-    for line in [] if output_path else lines:
+        _write_or_echo(output_path, "".join(line + "\n" for line in output))
+    for line in [] if output_path else output:
         click.echo(line)
-        sys.stdout.flush()
+        sys.stdout.flush()  # a line typed on standard input is answered at once
     if attention_png:
         plot_attention(*translator.attention(sentences[0]), attention_png)
         click.echo(f"attention heatmap written to {attention_png}", err=True)
-
-
-def _with_alignment(text: str, alignment: list[tuple[int, int]] | None) -> str:
-    """A translation's output line: with its alignment asked for, `text<TAB>i-j i-j ...`."""
-    from seq2seq.alignment import pharaoh
-
-    return text if alignment is None else f"{text}\t{pharaoh(alignment)}"
 
 
 def _write_or_echo(output_path: Path | None, text: str) -> None:
@@ -370,6 +376,50 @@ def _write_or_echo(output_path: Path | None, text: str) -> None:
 
     write_text(output_path, text)
     click.echo(f"translation written to {output_path}", err=True)
+
+
+@main.command()
+@click.option("--source", "english_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="English sentences, one a line (with --target; neither: English<TAB>Korean lines on stdin).")
+@click.option("--target", "korean_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Their Korean translations, a line each.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True, help="The checkpoint to score with (any best.pt).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write JSON Lines (score, log_prob, pieces, piece_log_probs) instead of score<TAB>log_prob.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write here (whole or not at all) instead of standard output.")
+@click.option("--length-penalty", type=click.FloatRange(min=0), help="GNMT length penalty alpha of the score.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Pairs scored together.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to score (auto: a CUDA GPU if there is one).")
+@click.option("--domain", help="Domain tag to score with (models trained with train.domain_tags; "
+              "default: the model's default domain).")
+@PARAMS
+def score(english_path: Path | None, korean_path: Path | None, model_path: Path, as_json: bool,
+          output_path: Path | None, device: str, domain: str | None, params_path: Path,
+          **settings: int | float | None) -> None:
+    """Score given translations: each Korean sentence's log-probability as the translation of its
+    English one, per sentence and per piece, by a teacher-forced pass (one sentence a line each).
+
+    A line per pair, in order: score<TAB>log_prob (score: length-normalised, as the beam search
+    ranks), or a JSON object with --json. All the input is checked first: a missing tab, an empty
+    sentence or files of unequal lengths stop it, naming the file and line, before anything is written.
+    """
+    from seq2seq.files import atomic_path, check_output
+    from seq2seq.scoring import score_command
+    from seq2seq.translate import Translator
+
+    if output_path:
+        check_output(output_path)
+    translator = Translator(model_path, device=device, domain=domain, params_path=params_path, **settings)
+    arguments = (translator, english_path, korean_path)
+    if output_path is None:
+        score_command(*arguments, sys.stdout, as_json, stdin=sys.stdin.buffer)
+        return
+    with atomic_path(output_path) as temp, temp.open("w", encoding="utf-8") as out:
+        count = score_command(*arguments, out, as_json, stdin=sys.stdin.buffer)
+    click.echo(f"{count} pairs scored into {output_path}", err=True)
 
 
 @main.command()

@@ -1,11 +1,12 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
-    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false, "alignments": false,
-                      "format": "text"}
+    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false, "n_best": 1, "scores": false,
+                      "alignments": false, "format": "text"}
                      -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
                         translation has its pieces and weights too (`translation_json`); with
-                        alignments, its word alignment and its sentences' (`alignment_json`); with
-                        format "html" or "md", the text is markup, translated with its tags kept
+                        n_best > 1, scores or alignments, its score, word alignment and sentences
+                        (`seq2seq.formats.details_json`); with format "html" or "md", each text is
+                        markup, translated with its tags kept (`seq2seq.markup`)
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -25,7 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +41,7 @@ from seq2seq.checkpoint import read_checkpoint
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
+from seq2seq.formats import TEXT_ONLY, Shown, details_json
 from seq2seq.markup import escape_html
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Paragraph, Translation, Translator, split_paragraphs
@@ -73,6 +75,16 @@ class ApiError(Exception):
         self.status, self.field, self.message = status, field, message
 
 
+class SearchSettings(NamedTuple):
+    """What a request's search call depends on: the batcher merges requests with equal settings."""
+
+    beam: int
+    attention: bool
+    domain: str | None  # None: the model's default domain tag
+    n_best: int = 1
+    alignment_method: Method | None = None  # None: no word alignments
+
+
 @dataclass(frozen=True)
 class TranslateRequest:
     paragraphs: list[Paragraph]  # one per text
@@ -80,8 +92,13 @@ class TranslateRequest:
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
-    alignments: bool = False
+    shown: Shown = TEXT_ONLY  # scores, n-best lists and alignments asked for
     markup: str = "text"  # or "html", "md": each text is a document (`seq2seq.markup`)
+
+    @property
+    def settings(self) -> SearchSettings:
+        return SearchSettings(self.beam, self.attention, self.domain, self.shown.n_best,
+                              "target" if self.shown.alignments else None)
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
@@ -97,7 +114,7 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
-    known = ("text", "beam", "attention", "domain", "alignments", "format")
+    known = ("text", "beam", "attention", "domain", "n_best", "scores", "alignments", "format")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
@@ -127,24 +144,32 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     attention = data.get("attention", False)
     if not isinstance(attention, bool):
         raise ApiError(422, "attention", "attention must be true or false")
+    n_best = data.get("n_best", 1)
+    if not isinstance(n_best, int) or isinstance(n_best, bool) or not 1 <= n_best <= beam:
+        raise ApiError(422, "n_best", f"n_best must be an integer from 1 to the beam size ({beam})")
+    scores = data.get("scores", False)
+    if not isinstance(scores, bool):
+        raise ApiError(422, "scores", "scores must be true or false")
     alignments = data.get("alignments", False)
     if not isinstance(alignments, bool):
         raise ApiError(422, "alignments", "alignments must be true or false")
     markup = data.get("format", "text")
     if markup not in MARKUP_FORMATS:
         raise ApiError(422, "format", f"format must be one of {', '.join(MARKUP_FORMATS)}")
-    if markup != "text" and (alignments or attention):
-        raise ApiError(422, "format", "a markup format gives the text only: leave out alignments and attention")
+    if markup != "text" and (alignments or attention or scores or n_best > 1):
+        raise ApiError(422, "format", "a markup format gives the text only: leave out alignments, attention, "
+                                      "scores and n_best")
     domain = data.get("domain")
     if domain is not None and not domains:
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, sentences, beam, attention, domain, alignments, markup)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain, Shown(scores, n_best, alignments), markup)
 
 
-def translation_json(translation: Translation) -> dict[str, Any]:
-    """One translation as JSON: its text and, when they were asked for, its pieces and weights.
+def translation_json(translation: Translation, shown: Shown = TEXT_ONLY) -> dict[str, Any]:
+    """One translation as JSON: its text and, when they were asked for, its pieces and weights, and
+    its scores and sentences with their n-best lists (`details_json`).
 
     The weights are stored per sentence, as a sentence's output attends to its own source only:
     `attention` has a row per output piece over the source pieces of that piece's sentence, and
@@ -160,24 +185,15 @@ def translation_json(translation: Translation) -> dict[str, Any]:
             rows, columns = block.shape
             result["blocks"].append({"output": [output, output + rows], "source": [source, source + columns]})
             output, source = output + rows, source + columns
-    return result | alignment_json(translation)
+    if shown.anything:
+        result |= details_json(translation, shown)
+    return result
 
 
-def alignment_json(translation: Translation) -> dict[str, Any]:
-    """A translation's word alignments, when they were asked for: `alignment`, [i, j] pairs of the
-    whole text's words, and each sentence's `source`, `text` and `alignment` (its own words)."""
-    if translation.alignment is None:
-        return {}
-    return {"alignment": [list(pair) for pair in translation.alignment],
-            "sentences": [{"source": sentence.source, "text": sentence.text,
-                           "alignment": [list(pair) for pair in sentence.alignment]}
-                          for sentence in translation.sentences]}
-
-
-def translations_response(translations: list[Translation], beam: int) -> JSONResponse:
+def translations_response(translations: list[Translation], beam: int, shown: Shown = TEXT_ONLY) -> JSONResponse:
     """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
     after the search, and the search thread and the event loop have other requests to serve)."""
-    return JSONResponse({"translations": [translation_json(t) for t in translations], "beam": beam})
+    return JSONResponse({"translations": [translation_json(t, shown) for t in translations], "beam": beam})
 
 
 def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
@@ -240,9 +256,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
                                              limits, info["domains"], translator.paragraphs)
             if parsed.markup != "text":
                 return await _translate_markup(parsed, batcher)
-            translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain,
-                                                                    "target" if parsed.alignments else None),
-                                                parsed.sentences)
+            translations = await batcher.submit(parsed.paragraphs, parsed.settings, parsed.sentences)
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -251,7 +265,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
         finally:
             open_requests -= 1
-        return await run_in_threadpool(translations_response, translations, parsed.beam)
+        return await run_in_threadpool(translations_response, translations, parsed.beam, parsed.shown)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -308,22 +322,21 @@ async def _translate_markup(parsed: TranslateRequest, batcher: Batcher) -> Respo
     texts = [piece.text for pieces in documents for piece in pieces if not isinstance(piece, str)
              and piece.text.strip()]
     paragraphs = split_paragraphs(texts)
-    translated = await batcher.submit(paragraphs, (parsed.beam, False, parsed.domain, "source"),
-                                      sum(len(p.sentences) for p in paragraphs)) if texts else []
+    settings = SearchSettings(parsed.beam, False, parsed.domain, 1, "source")
+    translated = await batcher.submit(paragraphs, settings, sum(len(p.sentences) for p in paragraphs)) if texts else []
     found = iter((t.text, t.alignment or []) for t in translated)
     results = [{"text": "".join(translate_pieces(pieces, lambda batch: [next(found) for _ in batch], escape))}
                for pieces in documents]
     return JSONResponse({"translations": results, "beam": parsed.beam})
 
 
-def run_translations(translator: Translator, paragraphs: list[Paragraph],
-                     settings: tuple[int, bool, str | None, Method | None]) -> list[Translation]:
-    """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain,
-    alignment method or None for no alignments) settings. The JSON is made later, off this thread
-    (`translations_response`)."""
-    beam, attention, domain, alignments = settings
-    return translator.translate_paragraphs(paragraphs, beam, attention, domain, alignments=alignments is not None,
-                                           alignment_method=alignments or "target")
+def run_translations(translator: Translator, paragraphs: list[Paragraph], settings: tuple) -> list[Translation]:
+    """The batcher's call, on its search thread: translate `paragraphs` with `SearchSettings` (or a
+    tuple of its fields). The JSON is made later, off this thread (`translations_response`)."""
+    beam, attention, domain, n_best, alignment_method = SearchSettings(*settings)
+    return translator.translate_paragraphs(paragraphs, beam, attention, domain, n_best=n_best,
+                                           alignments=alignment_method is not None,
+                                           alignment_method=alignment_method or "target")
 
 
 def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,

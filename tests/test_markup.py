@@ -6,6 +6,7 @@ end-to-end ones the tiny model of the session fixture.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -331,7 +332,7 @@ def test_cli_input_and_output_files_for_plain_text(model_path: str, tmp_path: Pa
 def test_cli_alignments_are_pharaoh_pairs_after_a_tab(model_path: str) -> None:
     result = run(["translate", "--model", model_path, "--alignments", "He read a book today. She ate bread."])
     assert result.exit_code == 0, result.output
-    text, pairs = result.output.rstrip("\n").split("\t")
+    pairs, text = result.output.rstrip("\n").split("\t")
     parsed = [tuple(map(int, pair.split("-"))) for pair in pairs.split()]
     assert parsed and all(0 <= i < 8 and 0 <= j < len(text.split()) for i, j in parsed)
     assert {j for _, j in parsed} == set(range(len(text.split())))  # every target word has its source word
@@ -340,6 +341,12 @@ def test_cli_alignments_are_pharaoh_pairs_after_a_tab(model_path: str) -> None:
     assert stdin.exit_code == 0 and stdin.output.split("\n")[1] == "\t"  # an empty line: no words, no pairs
     refused = run(["translate", "--model", model_path, "--alignments", "--format", "srt"])
     assert refused.exit_code == 1 and "--format txt" in refused.output
+    as_json = run(["translate", "--model", model_path, "--alignments", "--json",
+                   "He read a book today. She ate bread."])
+    line = json.loads(as_json.output)
+    assert [tuple(pair) for pair in line["alignment"]] == parsed
+    assert [len(sentence["alignment"]) for sentence in line["sentences"]] == [
+        len(sentence["text"].split()) for sentence in line["sentences"]]
 
 
 def test_python_api_gives_each_sentence_its_alignment(model_path: str) -> None:

@@ -94,7 +94,7 @@ def test_a_paragraphs_attention_is_its_sentences_blocks(client: httpx.Client, tr
     assert result["blocks"][-1]["source"][1] == len(result["source_pieces"])
     # What the search thread returns are the tensors: the JSON is made off it, in the response.
     assert all(isinstance(t, Translation) for t in run_translations(translator, translator.paragraphs([first]),
-                                                                    (1, True, None, None)))
+                                                                    (1, True, None)))
 
 
 def test_the_sentence_limit_counts_sentences_once_texts_are_split(client: httpx.Client) -> None:
