@@ -143,6 +143,7 @@ _TRAIN_PATHS = {  # option: (parameter, default, help)
     "--model-dir": ("model_dir", paths.MODEL_DIR, "Where last.pt, best.pt and the snapshots go."),
     "--live": ("live_dir", paths.LIVE, "Where dvclive writes the curves and the summary (metrics.json)."),
     "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED, "The back-translated pairs (empty when off)."),
+    "--distilled": ("distilled_dir", paths.DISTILLED, "The distilled corpus, read when train.distilled is on."),
 }
 
 
@@ -225,7 +226,8 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=paths.REVERSE_SUMMARY,
               show_default=True, help="The reverse run's summary (JSON): steps, minutes, valid scores.")
-@_train_path_options(skip=("synthetic_dir",), model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
+@_train_path_options(skip=("synthetic_dir", "distilled_dir"), model_dir=paths.REVERSE_RUN,
+                     live_dir=paths.REVERSE_RUN / "live")
 def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, **dirs: Path) -> None:
     """Train the Korean->English model for back-translation (when backtranslation.enabled)."""
     from seq2seq.config import load_params
