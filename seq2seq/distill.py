@@ -144,7 +144,8 @@ def take_published(folder: Path, prepared_dir: Path, tokenizer: Tokenizer, out_d
     card = check_corpus(folder, prepared_dir, tokenizer)
     with atomic_dir(out_dir) as temp:
         for name in [CARD, CARD_TEXT, *card["files"]]:
-            shutil.copyfile(folder / name, temp / name)
+            if (folder / name).exists():  # all but CARD.md are checked to be there
+                shutil.copyfile(folder / name, temp / name)
     return card
 
 

@@ -75,6 +75,9 @@ def read_card(folder: Path) -> dict:
                         ) from None
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise UserError(f"{path} is not a {FORMAT} card (made by another version?): produce the corpus again")
+    missing = [key for key in ("teacher", "prepared", "counts", "files") if not isinstance(card.get(key), dict)]
+    if missing or not isinstance(card["counts"].get("kept"), int):
+        raise UserError(f"{path} lacks {', '.join(missing) or 'counts.kept'}: produce the corpus again")
     return card
 
 
@@ -94,14 +97,14 @@ def check_corpus(folder: Path, prepared_dir: Path, tokenizer: Tokenizer) -> dict
     """The card of `folder`, after checking that its files are whole (their md5s are the card's), that it
     translates this `prepared_dir`'s train English and sources, and that its teacher used `tokenizer`."""
     card = read_card(folder)
-    for name, expected in sorted(card.get("files", {}).items()):
+    for name, expected in sorted(card["files"].items()):
         path = folder / name
         if not path.exists():
             raise UserError(f"{path} not found: the distilled corpus is incomplete; produce or pull it again")
         if md5_of_file(path) != expected:
             raise UserError(f"{path} is not the file its card names (md5 differs): truncated or changed; "
                             "produce or pull the corpus again")
-    if set(PAIR_FILES) - set(card.get("files", {})):
+    if set(PAIR_FILES) - set(card["files"]):
         raise UserError(f"{folder / CARD} lists no {', '.join(PAIR_FILES)}: produce the corpus again")
     for name, md5 in prepared_md5s(prepared_dir).items():
         if (distilled_from := card["prepared"].get(name)) != md5:
@@ -121,7 +124,7 @@ def read_distilled(folder: Path, prepared_dir: Path, tokenizer: Tokenizer, train
                                          for name in PAIR_FILES)
     if not korean:
         raise UserError(f"{folder / 'train.ko'} holds no pairs: every teacher output was dropped "
-                        f"({card['counts']['dropped']}); check the teacher")
+                        f"({card['counts'].get('dropped')}); check the teacher")
     if not len(english) == len(korean) == len(sources) == len(numbers) == card["counts"]["kept"]:
         raise UserError(f"{folder}: train.en, train.ko, train.source and train.lines have {len(english)}, "
                         f"{len(korean)}, {len(sources)} and {len(numbers)} lines for {card['counts']['kept']} kept "

@@ -142,15 +142,20 @@ def with_distilled(mode: str, train_data: ParallelData, sources: SentenceSources
     train split's, each with its own source (so its domain tag and weight)."""
     korean = TokenArray.of(tokenizer.encode_target(distilled.korean))
     if mode == "replace":
-        targets = [train_data.target[index] for index in range(len(train_data))]
-        for number, index in enumerate(distilled.lines):
-            targets[index] = korean[number]
-        offsets = np.concatenate([[0], np.cumsum([len(target) for target in targets])]).astype(np.int64)
-        replaced = TokenArray(np.concatenate(targets).astype(korean.ids.dtype), offsets)
-        return ParallelData(train_data.source, replaced, train_data.tags), sources
+        return ParallelData(train_data.source, replaced_rows(train_data.target, distilled.lines, korean),
+                            train_data.tags), sources
     teacher_pairs = ParallelData(TokenArray.of(tokenizer.encode_source(distilled.english)), korean)
     names = [sources.names[code] for code in sources.codes]
     return train_data + teacher_pairs, SentenceSources.of([*names, *distilled.sources])
+
+
+def replaced_rows(array: TokenArray, rows: np.ndarray, replacements: TokenArray) -> TokenArray:
+    """`array` (in memory) with its sequences at `rows` replaced by those of `replacements`, in order."""
+    sequences = [array[index] for index in range(len(array))]
+    for number, row in enumerate(rows):
+        sequences[row] = replacements[number]
+    offsets = np.concatenate([[0], np.cumsum([len(sequence) for sequence in sequences])]).astype(np.int64)
+    return TokenArray(np.concatenate(sequences).astype(replacements.ids.dtype), offsets)
 
 
 def _read_sources(paths: TrainPaths, pairs: int) -> SentenceSources:
