@@ -294,6 +294,8 @@ class DistillConfig:
     no_repeat_ngram_size: int = field(
         default=4, metadata={"doc": "The teacher never repeats an n-gram of this many pieces (0: allow)."})
     batch_size: int = field(default=64, metadata={"doc": "Sentences the teacher decodes together."})
+    sources: list[str] = field(default_factory=list, metadata={"doc": (
+        "Translate only the train lines of these sources (empty: all); the others keep their references.")})
     max_sentences: int = field(
         default=0, metadata={"doc": "Translate a seeded sample of this many train lines (0: all of them)."})
     min_length_ratio: float = field(default=0.15, metadata={"doc": (

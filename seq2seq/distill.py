@@ -161,7 +161,11 @@ def translate_corpus(teacher: Path, teacher_md5: str, prepared_dir: Path, tokeni
     if len(english) != len(sources) or not english:
         raise UserError(f"{prepared_dir}/train.en and train.source have {len(english)} and {len(sources)} lines; "
                         "rerun the prepare stage")
-    chosen = list(range(len(english)))
+    unknown = sorted(set(config.sources) - set(sources))
+    if unknown:
+        raise UserError(f"distill.sources: no train line comes from {', '.join(unknown)}; "
+                        f"the sources are {', '.join(sorted(set(sources)))}")
+    chosen = [i for i, source in enumerate(sources) if not config.sources or source in config.sources]
     if 0 < config.max_sentences < len(english):
         chosen = sorted(random.Random(config.seed).sample(chosen, config.max_sentences))
     search = {"beam_size": config.beam_size, "length_penalty": config.length_penalty,
@@ -197,7 +201,7 @@ def translate_corpus(teacher: Path, teacher_md5: str, prepared_dir: Path, tokeni
         "filters": {"min_length_ratio": config.min_length_ratio, "max_length_ratio": config.max_length_ratio,
                     "repeat_limit": config.repeat_limit},
         "counts": {"translated": len(chosen), "kept": len(kept), "dropped": {rule: counts[rule] for rule in RULES}},
-        "max_sentences": config.max_sentences, "seed": config.seed,
+        "sources": config.sources, "max_sentences": config.max_sentences, "seed": config.seed,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "device": str(translator.device),
