@@ -54,7 +54,8 @@ def main() -> None:
     """English→Korean neural machine translation: an RNN encoder-decoder with attention.
 
     The stages run in order (dvc repro runs them all): prepare, tokenizer, encode, reverse and
-    backtranslate (back-translation, off by default), train, evaluate, plots.
+    backtranslate (back-translation, off by default), distill (knowledge distillation, off by default),
+    train, evaluate, plots.
     """
 
 
@@ -142,6 +143,7 @@ _TRAIN_PATHS = {  # option: (parameter, default, help)
     "--model-dir": ("model_dir", paths.MODEL_DIR, "Where last.pt, best.pt and the snapshots go."),
     "--live": ("live_dir", paths.LIVE, "Where dvclive writes the curves and the summary (metrics.json)."),
     "--synthetic": ("synthetic_dir", paths.BACKTRANSLATED, "The back-translated pairs (empty when off)."),
+    "--distilled": ("distilled_dir", paths.DISTILLED, "The distilled corpus, read when train.distilled is on."),
 }
 
 
@@ -224,7 +226,8 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=paths.REVERSE_SUMMARY,
               show_default=True, help="The reverse run's summary (JSON): steps, minutes, valid scores.")
-@_train_path_options(skip=("synthetic_dir",), model_dir=paths.REVERSE_RUN, live_dir=paths.REVERSE_RUN / "live")
+@_train_path_options(skip=("synthetic_dir", "distilled_dir"), model_dir=paths.REVERSE_RUN,
+                     live_dir=paths.REVERSE_RUN / "live")
 def reverse(params_path: Path, resume: bool, out_dir: Path, summary_path: Path, **dirs: Path) -> None:
     """Train the Korean->English model for back-translation (when backtranslation.enabled)."""
     from seq2seq.config import load_params
@@ -257,6 +260,37 @@ def backtranslate(params_path: Path, mono_dir: Path, reverse_dir: Path, out_dir:
     check_output(out_dir, folder=True)
     stats = run(mono_dir, reverse_dir, out_dir, load_params(params_path).backtranslation, pick_device(device))
     click.echo(f"back-translated: {stats}")
+
+
+@main.command()
+@PARAMS
+@click.option("--teacher", type=click.Path(path_type=Path),
+              help="The teacher checkpoint (.pt), or a published distilled folder (default: distill.teacher; "
+                   "that one must have the md5 distill.md5).")
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
+              show_default=True, help="The prepared splits: train.en is translated, train.source picks each tag.")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(path_type=Path), default=paths.TOKENIZER,
+              show_default=True, help="The student's tokenizer: the teacher must have been trained with it.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.DISTILLED, show_default=True,
+              help="Where the distilled corpus and its card go (or, when off, a note saying so).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the teacher decodes (auto: a CUDA GPU if there is one).")
+def distill(params_path: Path, teacher: Path | None, prepared_dir: Path, tokenizer_dir: Path, out_dir: Path,
+            device: str) -> None:
+    """Translate the train English with a teacher model: a distilled corpus for train.distilled."""
+    import shlex
+
+    from seq2seq.config import load_params
+    from seq2seq.device import pick_device
+    from seq2seq.distill import distill as run
+
+    card = run(teacher, prepared_dir, tokenizer_dir, out_dir, load_params(params_path).distill, pick_device(device),
+               shlex.join(["seq2seq", *sys.argv[1:]]))
+    if card.get("off"):
+        click.echo(f"distillation is off (distill.teacher is empty): wrote {out_dir}/OFF.md")
+    else:
+        click.echo(f"distilled: kept {card['counts']['kept']:,} of {card['counts']['translated']:,} lines; dropped "
+                   f"{card['counts']['dropped']}; wrote {out_dir}/")
 
 
 @main.command()

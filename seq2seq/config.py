@@ -175,6 +175,16 @@ class TrainConfig:
         default=0.0, metadata={"doc": "Chance that a source token becomes UNK, in training only (0: off)."})
     subword_alpha: float = field(default=0.0, metadata={"doc": (
         "SentencePiece sampling of each training pair's segmentation, anew every epoch (0: off).")})
+    distilled: Literal["off", "replace", "beside", False] = field(default="off", metadata={"doc": (
+        "The teacher's translations of the train English (data/distilled, docs/distillation.md): `replace` "
+        "each kept pair's Korean with the teacher's, add them `beside` the pairs, or `off` (YAML's bare off, "
+        "false, means off too).")})
+    distilled_weight: float = field(default=1.0, metadata={"doc": (
+        "With `distilled: beside`, expected copies of each teacher pair per epoch, times its source's weight.")})
+
+    def __post_init__(self) -> None:
+        if self.distilled is False:  # YAML reads a bare `off` as false
+            object.__setattr__(self, "distilled", "off")
 
     def validate(self) -> None:
         _require(self.nproc >= 1, "train.nproc", "must be >= 1")
@@ -207,6 +217,7 @@ class TrainConfig:
             _require(weight >= 0, f"train.source_weights.{source}", "must be >= 0")
         _require(0.0 <= self.word_dropout < 1.0, "train.word_dropout", "must be in [0, 1) (0: off)")
         _require(0.0 <= self.subword_alpha <= 1.0, "train.subword_alpha", "must be in [0, 1] (0: off)")
+        _require(self.distilled_weight >= 0, "train.distilled_weight", "must be >= 0")
         grouped = [source for sources in self.domains.values() for source in sources]
         twice = sorted({source for source in grouped if grouped.count(source) > 1})
         for group, sources in self.domains.items():
@@ -267,6 +278,49 @@ class BacktranslationConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Sequence-level knowledge distillation: a teacher translates the train English (docs/distillation.md)."""
+
+    teacher: str = field(default="", metadata={"doc": (
+        "The teacher: a checkpoint (.pt) to translate with, or a published distilled corpus folder (pulled "
+        "with its .dvc pointer) to take as it is; empty: off, the stage only says so.")})
+    md5: str = field(default="", metadata={"doc": (
+        "The md5 of the teacher file (or of the published folder's card.json): the stage refuses another "
+        "file, and DVC reruns it when this changes.")})
+    beam_size: int = field(default=5, metadata={"doc": "Beam size of the teacher's search."})
+    length_penalty: float = field(default=1.3, metadata={"doc": "GNMT length penalty of the teacher's search."})
+    max_output_ratio: float = field(
+        default=2.0, metadata={"doc": "A teacher output has at most ratio x source pieces + 10 pieces."})
+    no_repeat_ngram_size: int = field(
+        default=4, metadata={"doc": "The teacher never repeats an n-gram of this many pieces (0: allow)."})
+    batch_size: int = field(default=64, metadata={"doc": "Sentences the teacher decodes together."})
+    sources: list[str] = field(default_factory=list, metadata={"doc": (
+        "Translate only the train lines of these sources (empty: all); the others keep their references.")})
+    max_sentences: int = field(
+        default=0, metadata={"doc": "Translate a seeded sample of this many train lines (0: all of them)."})
+    min_length_ratio: float = field(default=0.15, metadata={"doc": (
+        "Drop an output with fewer Korean characters than this times the English ones (rule too_short; "
+        "0.1% of the human pairs are below 0.25).")})
+    max_length_ratio: float = field(default=2.0, metadata={"doc": (
+        "Drop an output with more Korean characters than this times the English ones (rule too_long, a "
+        "runaway; 0.1% of the human pairs are above 1.57).")})
+    repeat_limit: int = field(default=3, metadata={"doc": (
+        "Drop an output where a run of 1 to 4 words comes this many times in a row (rule repeat; 0: keep all).")})
+    seed: int = field(default=1234, metadata={"doc": "Seed of the max_sentences sample."})
+
+    def validate(self) -> None:
+        _require(self.beam_size >= 1, "distill.beam_size", "must be >= 1")
+        _require(self.length_penalty >= 0, "distill.length_penalty", "must be >= 0")
+        _require(self.max_output_ratio > 0, "distill.max_output_ratio", "must be > 0")
+        _require(self.no_repeat_ngram_size >= 0, "distill.no_repeat_ngram_size", "must be >= 0 (0: allow)")
+        _require(self.batch_size >= 1, "distill.batch_size", "must be >= 1")
+        _require(self.max_sentences >= 0, "distill.max_sentences", "must be >= 0 (0: all)")
+        _require(0 <= self.min_length_ratio < self.max_length_ratio, "distill.min_length_ratio",
+                 "must be >= 0 and below distill.max_length_ratio")
+        _require(self.repeat_limit == 0 or self.repeat_limit >= 2, "distill.repeat_limit", "must be 0 (off) or >= 2")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of `params.yaml`."""
 
@@ -276,6 +330,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -26,3 +26,4 @@ REVERSE_RUN = Path("models/reverse-run")  # the reverse model's checkpoints and 
 REVERSE_MODEL = Path("models/reverse")  # best.pt of the Korean->English model, or a note that it is off
 REVERSE_SUMMARY = Path("metrics/reverse.json")
 BACKTRANSLATED = Path("data/backtranslated")  # synthetic pairs: train.en (machine English), train.ko
+DISTILLED = Path("data/distilled")  # a teacher's Korean for the train English, and its card; or OFF.md

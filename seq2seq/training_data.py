@@ -1,5 +1,6 @@
 """What a training run reads: the tokenizer, the encoded train and valid splits (with domain tags),
-the valid references, back-translated pairs and each sentence's sampling weight; and from them
+the valid references, back-translated pairs, a teacher's translations (`train.distilled`) and each
+sentence's sampling weight; and from them
 each epoch's batch list and the training batches (subword sampling and word dropout applied)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from seq2seq.config import TrainConfig
 from seq2seq.data import (
     Batch,
     ParallelData,
+    TokenArray,
     collate,
     drop_words,
     epoch_sample,
@@ -22,6 +24,7 @@ from seq2seq.data import (
     read_synthetic_pairs,
     resegment,
 )
+from seq2seq.distilled import DistilledPairs, read_distilled
 from seq2seq.domains import Domains, SentenceSources, read_sentence_sources, sentence_weights
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import Tokenizer, load_tokenizer
@@ -38,6 +41,7 @@ class TrainPaths:
     model_dir: Path = default_paths.MODEL_DIR
     live_dir: Path = default_paths.LIVE
     synthetic_dir: Path = default_paths.BACKTRANSLATED  # back-translated pairs, if any
+    distilled_dir: Path = default_paths.DISTILLED  # a teacher's translations, read when train.distilled is on
 
 
 BT_SOURCE = "bt"  # the source name, and domain group, of back-translated pairs: their tag is `<bt>`
@@ -50,6 +54,9 @@ class TrainingData:
 
     Back-translated pairs, when `paths.synthetic_dir` holds some, follow the train split's pairs as
     source `bt`, with their own domain group and tag and `backtranslation.weight` as their weight.
+    With `train.distilled`, the teacher's Korean of `paths.distilled_dir` (checked against the prepared
+    data and tokenizer first) replaces the references of the pairs it kept, or follows the train
+    split's pairs with their own sources (`with_distilled`), weighted `train.distilled_weight`.
     """
 
     tokenizer: Tokenizer
@@ -67,6 +74,12 @@ class TrainingData:
         train_data = ParallelData.open(paths.encoded_dir, "train")
         valid_data = ParallelData.open(paths.encoded_dir, "valid")
         sources = _read_sources(paths, len(train_data)) if config.domain_tags or config.source_weights else None
+        teacher_pairs = slice(len(train_data), len(train_data))  # where `beside` puts the teacher's pairs
+        if config.distilled != "off" and not reverse:
+            sources = sources or _read_sources(paths, len(train_data))
+            distilled = read_distilled(paths.distilled_dir, paths.prepared_dir, tokenizer, len(train_data))
+            train_data, sources = with_distilled(config.distilled, train_data, sources, distilled, tokenizer)
+            teacher_pairs = slice(teacher_pairs.start, len(train_data))
         synthetic = None if reverse else read_synthetic_pairs(paths.synthetic_dir, tokenizer)
         if synthetic is not None:
             train_data = train_data + synthetic
@@ -78,6 +91,9 @@ class TrainingData:
             tokenizer, train_data, valid_data = tokenizer.reversed(), train_data.reversed(), valid_data.reversed()
         references = (paths.prepared_dir / f"valid.{'en' if reverse else 'ko'}").read_text(encoding="utf-8")
         domains, weights = _domain_control(config, sources, tokenizer, train_data, valid_data)
+        if teacher_pairs.stop > teacher_pairs.start and config.distilled_weight != 1:
+            weights = np.ones(len(train_data)) if weights is None else weights
+            weights[teacher_pairs] *= config.distilled_weight
         return cls(tokenizer, train_data, valid_data, references.splitlines(), domains, weights)
 
     @property
@@ -117,6 +133,29 @@ class TrainingData:
             first_tag_id = self.domains.first_tag_id if self.domains else None
             batch.source = drop_words(batch.source, config.word_dropout, first_tag_id)
         return batch
+
+
+def with_distilled(mode: str, train_data: ParallelData, sources: SentenceSources, distilled: DistilledPairs,
+                   tokenizer: Tokenizer) -> tuple[ParallelData, SentenceSources]:
+    """The train pairs and their sources with the teacher's Korean: `replace` puts it in place of each
+    kept pair's reference (the other pairs keep theirs); `beside` adds the teacher's pairs after the
+    train split's, each with its own source (so its domain tag and weight)."""
+    korean = TokenArray.of(tokenizer.encode_target(distilled.korean))
+    if mode == "replace":
+        return ParallelData(train_data.source, replaced_rows(train_data.target, distilled.lines, korean),
+                            train_data.tags), sources
+    teacher_pairs = ParallelData(TokenArray.of(tokenizer.encode_source(distilled.english)), korean)
+    names = [sources.names[code] for code in sources.codes]
+    return train_data + teacher_pairs, SentenceSources.of([*names, *distilled.sources])
+
+
+def replaced_rows(array: TokenArray, rows: np.ndarray, replacements: TokenArray) -> TokenArray:
+    """`array` (in memory) with its sequences at `rows` replaced by those of `replacements`, in order."""
+    sequences = [array[index] for index in range(len(array))]
+    for number, row in enumerate(rows):
+        sequences[row] = replacements[number]
+    offsets = np.concatenate([[0], np.cumsum([len(sequence) for sequence in sequences])]).astype(np.int64)
+    return TokenArray(np.concatenate(sequences).astype(replacements.ids.dtype), offsets)
 
 
 def _read_sources(paths: TrainPaths, pairs: int) -> SentenceSources:

@@ -7,9 +7,9 @@ from click.testing import CliRunner
 
 from seq2seq.cli import main
 
-COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["reverse"], ["backtranslate"], ["train"], ["evaluate"],
-            ["translate"], ["serve"], ["plots"], ["bench"], ["bench", "train"], ["bench", "memory"], ["bench", "scale"],
-            ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
+COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["reverse"], ["backtranslate"], ["distill"], ["train"],
+            ["evaluate"], ["translate"], ["serve"], ["plots"], ["bench"], ["bench", "train"], ["bench", "memory"],
+            ["bench", "scale"], ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")
@@ -22,6 +22,8 @@ def test_help(command: list[str]) -> None:
 def test_only_the_forward_model_reads_synthetic_pairs() -> None:
     assert "--synthetic" in CliRunner().invoke(main, ["train", "--help"]).output
     assert "--synthetic" not in CliRunner().invoke(main, ["reverse", "--help"]).output
+    assert "--distilled" in CliRunner().invoke(main, ["train", "--help"]).output
+    assert "--distilled" not in CliRunner().invoke(main, ["reverse", "--help"]).output
 
 
 def test_module_entry_point() -> None:

@@ -37,9 +37,11 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     evaluation = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert evaluation["test"]["chrf"] > 50
     stages = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
-    assert set(stages) == {"prepare", "tokenizer", "encode", "reverse", "backtranslate", "train", "evaluate", "plots"}
+    assert set(stages) == {"prepare", "tokenizer", "encode", "reverse", "backtranslate", "distill", "train", "evaluate",
+                           "plots"}
     assert (tmp_path / "models/reverse/OFF.md").exists()  # back-translation is off by default
     assert (tmp_path / "data/backtranslated/train.en").read_text() == ""
+    assert (tmp_path / "data/distilled/OFF.md").exists()  # so is distillation
 
     assert "up to date" in dvc("status", cwd=tmp_path).stdout
     shown = dvc("metrics", "show", cwd=tmp_path).stdout.splitlines()
