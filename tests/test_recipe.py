@@ -1,10 +1,12 @@
 """The GPU recipe (`recipes.cuda`, docs/gpu.md): chosen on class cuda only, checked as params.yaml is,
 printed, recorded in dvclive/metrics.json and best.pt, shown by `seq2seq params`; and the GPU readings."""
 
+import importlib.util
 import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,8 +167,40 @@ def test_nvidia_smi_utilization_reads_the_asked_gpu(tmp_path: Path, monkeypatch:
 
 
 def test_the_gpu_script_dry_run_prints_its_plan(tmp_path: Path) -> None:
-    result = subprocess.run(["bash", str(ROOT / "bench/gpu_recipe.sh"), "--dry-run"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "OUT": str(tmp_path / "out")})
+    """Needs no GPU, data or packages: what the lent machine would run."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench/gpu_recipe.py"), "--dry-run", "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "train.recipe=off" in result.stdout and "train.recipe=auto" in result.stdout
-    assert "seq2seq" in result.stdout and not (tmp_path / "out").exists()
+    assert "# default: " in result.stdout and "train.recipe=off" in result.stdout
+    assert "train.recipe=auto recipes.cuda.train.max_minutes=3.0" in result.stdout
+    assert " train --params $WORK/recipe.yaml --encoded " in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def _gpu_script():
+    spec = importlib.util.spec_from_file_location("gpu_recipe", ROOT / "bench/gpu_recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_script_prepares_what_travels_and_summarises(tiny_workdir: Path, tmp_path: Path) -> None:
+    """The script's parts that need no GPU: what `--prepare` gathers (and that `seq2seq` runs from it),
+    the two runs' params, and a summary row of a run's metrics."""
+    script, gpu_dir = _gpu_script(), tmp_path / ".gpu"
+    assert script.prepare(tiny_workdir, gpu_dir) < script.TRAVEL_LIMIT_MIB * 2**20
+    assert (gpu_dir / "data/encoded/train.ko.ids").exists() and (gpu_dir / "site/dvclive/live.py").exists()
+    assert not list(gpu_dir.rglob("*.cpython-*.so"))  # compiled for this Python only: dulwich falls back
+    for name, overrides in script.runs(3.0, "cuda").items():
+        script.write_params(ROOT / "params.yaml", overrides, tmp_path / f"{name}.yaml")
+    default, recipe = (run_params(load_params(tmp_path / f"{name}.yaml"), "cuda") for name in ("default", "recipe"))
+    assert (default.recipe, default.params.train.max_minutes, default.params.model.embedding_size) == ("off", 3.0, 256)
+    assert (recipe.recipe, recipe.params.train.max_minutes, recipe.params.model.embedding_size) == ("cuda", 3.0, 512)
+    shown = subprocess.run(script.params_command(sys.executable, gpu_dir, tmp_path / "recipe.yaml", "cuda"),
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("# params for class cuda: recipes.cuda applied (train.recipe: auto), changing 10")
+    metrics = json.loads((tiny_workdir / "dvclive/metrics.json").read_text())
+    row = script.summary_row("default", metrics, [{"chrf": "50.0"}, {"chrf": "90.5"}], 0.5)
+    assert row.startswith("| default | none | 100 of 100 | ") and row.endswith(" | 50.0, 90.5 |")
+    assert row.count("|") == script.SUMMARY_HEADER.splitlines()[0].count("|")
