@@ -187,6 +187,22 @@ def train(params_path: Path, resume: bool, **dirs: Path) -> None:
                    "tokens/s, validation included)")
 
 
+@main.command("params")
+@PARAMS
+@click.option("--class", "machine", help="Machine class: avx2, avx512, bf16 (CPUs) or cuda (a GPU). Default: "
+              "this machine's (cuda where train.device picks a GPU, else the CPU's class).")
+def params_(params_path: Path, machine: str | None) -> None:
+    """Print the params the train stage trains with on a machine class (YAML): params.yaml's, with the
+    class's recipe applied (recipes.cuda on a GPU) and train.max_steps the class's number. Trains nothing."""
+    from seq2seq.config import MACHINE_CLASSES, load_params
+    from seq2seq.training_budget import effective_params_yaml, this_machine_class
+
+    if machine is not None and machine not in MACHINE_CLASSES:
+        raise UserError(f"--class: '{machine}' is not a machine class ({', '.join(MACHINE_CLASSES)})")
+    params = load_params(params_path)
+    click.echo(effective_params_yaml(params, machine or this_machine_class(params.train)), nl=False)
+
+
 @main.command()
 @PARAMS
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,

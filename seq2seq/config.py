@@ -181,6 +181,9 @@ class TrainConfig:
         "false, means off too).")})
     distilled_weight: float = field(default=1.0, metadata={"doc": (
         "With `distilled: beside`, expected copies of each teacher pair per epoch, times its source's weight.")})
+    recipe: Literal["auto", "off"] = field(default="auto", metadata={"doc": (
+        "`auto`: on a machine class with a recipe (`recipes.cuda` on a GPU) its values replace the model and "
+        "train values it names; `off`: params.yaml's model and train as written on every machine.")})
 
     def __post_init__(self) -> None:
         if self.distilled is False:  # YAML reads a bare `off` as false
@@ -277,6 +280,43 @@ class BacktranslationConfig:
         _require(self.weight >= 0, "backtranslation.weight", "must be >= 0")
 
 
+RecipeValues = dict[str, dict[str, int | float | bool | str]]  # section (model, train) -> key -> value
+RECIPE_SECTIONS = ("model", "train")
+# Keys a recipe cannot set: what decides which recipe applies, what is read before it applies (the
+# processes `seq2seq train` starts), and the steps, whose one place per class is max_steps_by_cpu_class.
+NOT_IN_A_RECIPE = {
+    "train.recipe": "it decides whether a recipe applies",
+    "train.device": "the device decides which recipe applies",
+    "train.nproc": "the processes are started before a recipe applies",
+    "train.max_steps": "each class's steps are in train.max_steps_by_cpu_class",
+    "train.max_steps_by_cpu_class": "each class's steps are in train.max_steps_by_cpu_class",
+}
+
+
+@dataclass(frozen=True)
+class RecipesConfig:
+    """Settings of a machine class (a GPU: `cuda`) that replace the `model` and `train` values they
+    name there, while `train.recipe` is `auto` (docs/gpu.md). `seq2seq params --class cuda` prints
+    the result."""
+
+    cuda: RecipeValues = field(default_factory=dict, metadata={"doc": (
+        "The GPU recipe: `{model: {key: value}, train: {key: value}}`, applied where training runs on "
+        "CUDA (not to the reverse model); each value is checked as the key's own.")})
+
+    def validate(self) -> None:
+        for machine, recipe in self.by_class().items():
+            for section, values in recipe.items():
+                _require(section in RECIPE_SECTIONS, f"recipes.{machine}.{section}",
+                         f"a recipe sets {' and '.join(RECIPE_SECTIONS)} keys only")
+                for key in values:
+                    reason = NOT_IN_A_RECIPE.get(f"{section}.{key}")
+                    _require(reason is None, f"recipes.{machine}.{section}.{key}", f"not in a recipe: {reason}")
+
+    def by_class(self) -> dict[str, RecipeValues]:
+        """Machine class -> its recipe, for the classes that have one."""
+        return {machine: recipe for machine, recipe in dataclasses.asdict(self).items() if recipe}
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     """Sequence-level knowledge distillation: a teacher translates the train English (docs/distillation.md)."""
@@ -331,6 +371,25 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    recipes: RecipesConfig = field(default_factory=RecipesConfig)
+
+
+def apply_recipe(params: Params, machine: str) -> Params:
+    """`params` with the recipe of machine class `machine` (`recipes.cuda` for `cuda`) in place of the
+    model and train values it names, checked as params.yaml is (a ConfigError names the recipe and the
+    key); `params` itself where the class has no recipe. Whether a recipe is to apply at all
+    (`train.recipe`, the reverse model) is the caller's decision."""
+    recipe = params.recipes.by_class().get(machine)
+    if not recipe:
+        return params
+    raw = {name: dataclasses.asdict(getattr(params, name)) for name in typing.get_type_hints(Params)
+           if name != "recipes"}
+    for section, values in recipe.items():
+        raw[section].update(values)
+    try:
+        return dataclasses.replace(parse_params(raw), recipes=params.recipes)
+    except ConfigError as error:
+        raise ConfigError(f"recipes.{machine}: {error}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -362,7 +421,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
         raise ConfigError("params must be a mapping of stage sections")
     record_types = typing.get_type_hints(Params)
     _reject_unknown(raw, list(record_types), prefix="")
-    return Params(**{name: _build(record_types[name], raw.get(name) or {}, name) for name in record_types})
+    params = Params(**{name: _build(record_types[name], raw.get(name) or {}, name) for name in record_types})
+    for machine in params.recipes.by_class():  # a bad recipe stops every machine, not only its own class
+        apply_recipe(params, machine)
+    return params
 
 
 def _build(record_type: type, values: dict[str, Any], section: str) -> Any:

@@ -31,7 +31,7 @@ from seq2seq.data import ParallelData, collate
 from seq2seq.model import Seq2Seq
 from seq2seq.search import translate_ids
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.training_budget import StepBudget, step_budget
+from seq2seq.training_budget import RunParams, StepBudget, run_params, step_budget, this_machine_class
 from seq2seq.training_checkpoints import Progress, RunCheckpoints, batch_fingerprint
 from seq2seq.training_data import TrainingData, TrainPaths
 from seq2seq.training_process import Distributed, StopRequested, StopSignal, start_process
@@ -39,11 +39,13 @@ from seq2seq.training_report import Reporter
 from seq2seq.training_step import learning_rate, make_optimizer, train_on_batch
 
 
-def train(params: Params, paths: TrainPaths | None = None, resume: bool = False, reverse: bool = False) -> Progress:
+def train(params: Params, paths: TrainPaths | None = None, resume: bool = False, reverse: bool = False,
+          machine: str | None = None) -> Progress:
     """Run the training stage; returns the final `Progress`. `reverse`: train Korean->English on the
     same data, without synthetic pairs (the back-translation model; its steps are
-    `backtranslation.reverse_steps`, which `seq2seq.reverse` puts in `train.max_steps`)."""
-    return Trainer(params, paths or TrainPaths(), resume, reverse).run()
+    `backtranslation.reverse_steps`, which `seq2seq.reverse` puts in `train.max_steps`). `machine`:
+    the machine class whose steps and recipe the run takes (default: this device's class)."""
+    return Trainer(params, paths or TrainPaths(), resume, reverse, machine).run()
 
 
 def step_starts(batches_done: int, batch_count: int, world_size: int) -> range:
@@ -84,12 +86,13 @@ def validate(model: Seq2Seq, valid: ParallelData, references: list[str], tokeniz
 
 @dataclasses.dataclass
 class RunSetup:
-    """What a training run works with, before its first step: the device and ranks (seeded), this
-    machine's steps, the config with them as `max_steps` (what the cool-down reads), the training data,
-    the model and its optimizer."""
+    """What a training run works with, before its first step: the device and ranks (seeded), the params
+    of this machine's class (its recipe applied), its steps, the config with them as `max_steps` (what
+    the cool-down reads), the training data, the model and its optimizer."""
 
     device: torch.device
     world: Distributed
+    run_params: RunParams
     budget: StepBudget
     config: TrainConfig
     data: TrainingData
@@ -97,17 +100,21 @@ class RunSetup:
     optimizer: torch.optim.Optimizer
 
 
-def set_up_run(params: Params, paths: TrainPaths, reverse: bool = False, model: ModelConfig | None = None
-               ) -> RunSetup:
+def set_up_run(params: Params, paths: TrainPaths, reverse: bool = False, model: ModelConfig | None = None,
+               machine: str | None = None) -> RunSetup:
     """The set-up of a run of `params` on the data of `paths` (`reverse`: Korean->English), with
-    `model` in place of `params.model` if given. The trainer and the training benchmarks share it, so
-    that a benchmark times the steps the trainer takes."""
+    `model` in place of `params.model` if given, on machine class `machine` (default: the class of
+    the device that train.device picks), whose recipe applies (`training_budget.run_params`). The
+    trainer and the training benchmarks share it, so that a benchmark times the steps the trainer takes."""
+    chosen = run_params(params, machine or this_machine_class(params.train), reverse)
+    params = chosen.params
     device, world = start_process(params.train)
-    budget = step_budget(params.train, device, "backtranslation.reverse_steps" if reverse else "train.max_steps")
+    budget = step_budget(params.train, chosen.machine,
+                         "backtranslation.reverse_steps" if reverse else "train.max_steps")
     config = dataclasses.replace(params.train, max_steps=budget.steps)
     data = TrainingData.load(config, paths, reverse, params.backtranslation.weight)
     seq2seq = Seq2Seq(model or params.model, data.source_vocab_size, data.tokenizer.target.get_piece_size()).to(device)
-    return RunSetup(device, world, budget, config, data, seq2seq, make_optimizer(seq2seq, config))
+    return RunSetup(device, world, chosen, budget, config, data, seq2seq, make_optimizer(seq2seq, config))
 
 
 class Trainer:
@@ -115,15 +122,16 @@ class Trainer:
     cleared) and reporting; `run` trains until a stopping rule says so, validating, checkpointing and
     at the end averaging snapshots."""
 
-    def __init__(self, params: Params, paths: TrainPaths, resume: bool, reverse: bool = False) -> None:
+    def __init__(self, params: Params, paths: TrainPaths, resume: bool, reverse: bool = False,
+                 machine: str | None = None) -> None:
         self.paths, self.reverse = paths, reverse
-        setup = set_up_run(params, paths, reverse)
+        setup = set_up_run(params, paths, reverse, machine=machine)
         self.device, self.world, self.config = setup.device, setup.world, setup.config
         self.data, self.model, self.optimizer = setup.data, setup.model, setup.optimizer
         self.checkpoints = RunCheckpoints(paths.model_dir, self.model, self.optimizer, self.data.tokenizer,
                                           self.config.max_length, self.data.domains,
                                           batch_fingerprint(self.config, self.data.train, self.data.weights),
-                                          self.device)
+                                          self.device, setup.run_params.summary() if setup.run_params.changed else {})
         if resume:
             self.progress = self.checkpoints.restore(self.world)
         else:
@@ -131,8 +139,8 @@ class Trainer:
                 self.checkpoints.clear()
             self.progress = Progress()
         self.trained = self.model if self.world.world == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
-        self.reporter = Reporter(paths.live_dir, setup.budget, self.world, resume, self.model, self.device,
-                                 self.progress.step)
+        self.reporter = Reporter(paths.live_dir, setup.budget, setup.run_params, self.world, resume, self.model,
+                                 self.device, self.progress.step)
 
     def run(self) -> Progress:
         """Train, then average the kept snapshots; Ctrl-C or SIGTERM saves last.pt and re-raises."""

@@ -111,10 +111,12 @@ class RunCheckpoints:
     """
 
     def __init__(self, model_dir: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer,
-                 max_length: int, domains: Domains | None, fingerprint: dict[str, str], device: torch.device) -> None:
+                 max_length: int, domains: Domains | None, fingerprint: dict[str, str], device: torch.device,
+                 recipe: dict | None = None) -> None:
         self.model_dir, self.model, self.optimizer = model_dir, model, optimizer
         self.tokenizer, self.max_length, self.domains = tokenizer, max_length, domains
         self.fingerprint, self.device = fingerprint, device
+        self.recipe = recipe or {}  # best.pt's record of an applied recipe; none: the bytes of a run without one
         self.last_path, self.best_path = model_dir / "last.pt", model_dir / "best.pt"
 
     def clear(self) -> None:
@@ -136,8 +138,9 @@ class RunCheckpoints:
         save_checkpoint(self.last_path, self.model, self.tokenizer, self.max_length, state, self.domains)
 
     def save_best(self, step: int, valid_chrf: float, **details: int) -> None:
-        """best.pt: weights only (small), with the summary `serve` reports (step, valid chrF, `details`)."""
-        self._save_weights(self.best_path, summary={"step": step, "valid_chrf": valid_chrf, **details})
+        """best.pt: weights only (small), with the summary `serve` reports (step, valid chrF, `details`)
+        and the recipe the run applied, if any."""
+        self._save_weights(self.best_path, summary={"step": step, "valid_chrf": valid_chrf, **details, **self.recipe})
 
     def keep_snapshot(self, step: int, keep: int) -> None:
         """Save this validation's weights as `step-NNNNNN.pt` and delete all but the last `keep` snapshots."""
