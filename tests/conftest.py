@@ -57,6 +57,7 @@ TINY_PARAMS = {
               "learning_rate": 0.01, "warmup_steps": 10, "label_smoothing": 0.0, "bf16": False},
     "evaluate": {"beam_size": 3, "batch_size": 8, "samples": 4},
     "backtranslation": {"enabled": False, "reverse_steps": 60, "beam_size": 2, "weight": 1.0},  # dvc.yaml names them
+    "distill": {"teacher": "", "beam_size": 2, "batch_size": 16},  # off, as by default
 }
 
 
