@@ -58,6 +58,7 @@ TINY_PARAMS = {
     "evaluate": {"beam_size": 3, "batch_size": 8, "samples": 4},
     "backtranslation": {"enabled": False, "reverse_steps": 60, "beam_size": 2, "weight": 1.0},  # dvc.yaml names them
     "recipes": {"cuda": {}},  # dvc.yaml names the section; empty, a GPU trains the tiny params as on a CPU
+    "distill": {"teacher": "", "beam_size": 2, "batch_size": 16},  # off, as by default
 }
 
 

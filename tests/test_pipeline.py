@@ -1,8 +1,10 @@
 """End to end: `dvc repro` of the real dvc.yaml, on the toy corpus, in a temporary copy of the repository."""
 
 import ast
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,23 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     _, _, content = load_model(tmp_path / "models/model/best.pt")
     assert content["domains"]["groups"] == {"general": ["toy-a", "toy-b"], "bt": ["bt"]}
     assert json.loads((tmp_path / "metrics/reverse.json").read_text())["steps"] == 60
+
+    # Distillation on: a teacher file, pinned by its md5, translates the train English, and train reads
+    # its Korean; dvc.lock records the pin and the corpus the student read.
+    shutil.copy(tmp_path / "models/model/best.pt", tmp_path / "teacher.pt")
+    pin = hashlib.md5((tmp_path / "teacher.pt").read_bytes()).hexdigest()
+    params["distill"].update(teacher="teacher.pt", md5=pin)
+    params["train"]["distilled"] = "replace"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    rerun = dvc("repro", cwd=tmp_path).stdout
+    for stage in ("distill", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in rerun, stage
+    card = json.loads((tmp_path / "data/distilled/card.json").read_text())
+    assert card["teacher"]["md5"] == pin and card["counts"]["kept"] > 0
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
+    assert lock["distill"]["params"]["params.yaml"]["distill"]["md5"] == pin
+    corpus = next(dep for dep in lock["train"]["deps"] if dep["path"] == "data/distilled")
+    assert corpus["md5"] == next(out for out in lock["distill"]["outs"] if out["path"] == "data/distilled")["md5"]
 
 
 def test_params_sources_match_the_corpus() -> None:
