@@ -2,13 +2,14 @@
 
 Both decode a whole batch of sentences at once, one decoder step per output position. Beam search
 keeps `beam_size` hypotheses per sentence in one (B * K)-row batch; with beam size 1 it makes
-exactly the greedy choices.
+exactly the greedy choices. Asked for an n-best list, it keeps the `n_best` best ended hypotheses
+of each sentence (n_best <= beam size), the best one first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,11 +26,21 @@ class Hypothesis:
     """One output sentence: token ids without BOS/EOS, the summed log-probability (EOS included: an
     output that reaches its length limit is made to end there) and, when the search was asked for
     it, the attention weights (one row per decoding step, len(tokens) + 1; one column per source
-    token), else None."""
+    token), else None. An n-best search puts the next best ended hypotheses of the same sentence,
+    in order, in the best one's `alternatives`."""
 
     tokens: list[int]
     score: float
     attention: torch.Tensor | None = None
+    alternatives: list[Hypothesis] = field(default_factory=list)
+
+    def n_best(self) -> list[Hypothesis]:
+        """This hypothesis and its alternatives: the n-best list, best first."""
+        return [self, *self.alternatives]
+
+    def normalized_score(self, alpha: float) -> float:
+        """The beam search's ranking score: the log-probability with the GNMT length penalty."""
+        return length_normalized(self.score, len(self.tokens), alpha)
 
 
 def max_output_lengths(source_lengths: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -134,13 +145,23 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
 
 def can_still_win(live_best: torch.Tensor, limits: torch.Tensor, best_finished: torch.Tensor, alpha: float
                   ) -> torch.Tensor:
-    """Whether a sentence's live hypotheses may still beat its best ended one (-inf: none yet).
+    """Whether a sentence's live hypotheses may still beat `best_finished`, the length-normalised
+    score of an ended one (-inf: none yet); an n-best search passes its n-th best ended one.
 
     A live score (a log-probability, <= 0) only falls as tokens are added, and the GNMT penalty's
     divisor grows with the length, so no continuation ends above live score / ((5 + limit) / 6) ** alpha.
     live_best, limits, best_finished: (A,). Returns (A,) bool.
     """
     return live_best / ((5 + limits.float()) / 6) ** alpha > best_finished
+
+
+def n_best_list(finished: list[tuple[float, Hypothesis]], n_best: int) -> Hypothesis:
+    """The best of a sentence's (length-normalised score, hypothesis) pairs, with the next `n_best` - 1
+    as its alternatives, best first (of equal scores, the one that ended first)."""
+    ranked = [hypothesis for _, hypothesis in sorted(finished, key=lambda option: -option[0])[:n_best]]
+    best = ranked[0]
+    best.alternatives = ranked[1:]
+    return best
 
 
 @torch.no_grad()
@@ -154,20 +175,25 @@ def beam_search(
     no_repeat_ngram_size: int = EvaluateConfig.no_repeat_ngram_size,
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
+    n_best: int = 1,
 ) -> list[Hypothesis]:
     """source: (B, S) ids; lengths, max_lengths: (B,). Returns each sentence's best hypothesis by
-    length-normalised score among all that end with EOS; at its length limit (max_lengths tokens)
-    every hypothesis still alive must end. Ids in `never_emitted` are never chosen.
+    length-normalised score among all that end with EOS, with the next `n_best` - 1 in its
+    `alternatives`; at its length limit (max_lengths tokens) every hypothesis still alive must end.
+    Ids in `never_emitted` are never chosen.
 
     A hypothesis that ends leaves the beam, which goes on with the live ones. A sentence's search
-    ends when no live hypothesis can beat its best ended one any more (`can_still_win`), which
-    gives the same result as going on to the length limit; ending after the first `beam_size`
-    ended hypotheses instead would favour short outputs, as a longer one could still overtake them.
+    ends when no live hypothesis can beat its `n_best`-th best ended one any more (`can_still_win`),
+    which gives the same n-best list as going on to the length limit; ending after the first
+    `beam_size` ended hypotheses instead would favour short outputs, as a longer one could still
+    overtake them.
 
     The batch holds K rows per running sentence; a sentence whose search is over leaves it. The
     attention history (B*K, t, S), copied at every step to follow the beams, is kept only when
     `attention` asks for it.
     """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be from 1 to the beam size {beam_size}, not {n_best}")
     k = beam_size
     device = source.device
     memory, state = model.encode(source, lengths)
@@ -183,7 +209,8 @@ def beam_search(
     history = torch.empty(alive.numel() * k, 0, dtype=torch.long, device=device)
     attention_history = torch.empty(alive.numel() * k, 0, source.size(1), device=device) if attention else None
     finished: list[list[tuple[float, Hypothesis]]] = [[] for _ in range(source.size(0))]
-    best_finished = torch.full((source.size(0),), float("-inf"), device=device)  # (B,) length-normalised
+    # (B,) the n_best-th best length-normalised score of the ended hypotheses (-inf: fewer have ended)
+    nth_best_finished = torch.full((source.size(0),), float("-inf"), device=device)
 
     for t in range(int(max_lengths.max()) + 1):  # the last step for EOS
         count = alive.numel()
@@ -213,11 +240,12 @@ def beam_search(
             hypothesis = Hypothesis(output, float(scores.view(-1)[row]), weights_kept)
             normalized = length_normalized(hypothesis.score, len(output), length_penalty)
             finished[sentence].append((normalized, hypothesis))
-            best_finished[sentence] = max(float(best_finished[sentence]), normalized)
+            if len(finished[sentence]) >= n_best:
+                nth_best_finished[sentence] = sorted(option[0] for option in finished[sentence])[-n_best]
         scores = scores.masked_fill(ending.view(count, k), float("-inf"))
         live_best = scores.max(dim=1).values  # (A,)
         limits = max_lengths.index_select(0, alive)
-        done = at_limit | ~can_still_win(live_best, limits, best_finished.index_select(0, alive), length_penalty)
+        done = at_limit | ~can_still_win(live_best, limits, nth_best_finished.index_select(0, alive), length_penalty)
         if bool(done.all()):
             break
         if bool(done.any()):
@@ -229,7 +257,7 @@ def beam_search(
             if attention_history is not None:
                 attention_history = attention_history.index_select(0, keep_rows)
         previous = tokens
-    return [max(options, key=lambda option: option[0])[1] for options in finished]
+    return [n_best_list(options, n_best) for options in finished]
 
 
 def search(
@@ -243,15 +271,19 @@ def search(
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
     sample_with: torch.Generator | None = None,
+    n_best: int = 1,
 ) -> list[Hypothesis]:
     """Greedy search for beam size 1, else beam search; `attention`: keep each output's weights.
-    `sample_with` (a generator): sample each output token instead (beam size is then ignored)."""
+    `sample_with` (a generator): sample each output token instead (beam size is then ignored).
+    `n_best` > 1 (a beam search's only): the next best hypotheses go in each one's `alternatives`."""
     max_lengths = max_output_lengths(lengths, max_output_ratio)
     if beam_size == 1 or sample_with is not None:
+        if n_best != 1:
+            raise ValueError("an n-best list needs a beam search: beam size > 1 and no sampling")
         return greedy_search(model, source, lengths, max_lengths, no_repeat_ngram_size, attention, never_emitted,
                              sample_with)
     return beam_search(model, source, lengths, max_lengths, beam_size, length_penalty, no_repeat_ngram_size,
-                       attention, never_emitted)
+                       attention, never_emitted, n_best)
 
 
 def translate_ids(
@@ -266,8 +298,10 @@ def translate_ids(
     attention: bool = False,
     never_emitted: Sequence[int] = NEVER_EMITTED,
     sample_with: torch.Generator | None = None,
+    n_best: int = 1,
 ) -> list[Hypothesis]:
     """Decode many source id sequences, batched by similar length; results keep the input order.
+    With `n_best` > 1, each best hypothesis holds the next best in its `alternatives`.
 
     Each sequence must be non-empty (callers map empty input to empty output themselves).
     """
@@ -279,7 +313,7 @@ def translate_ids(
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
         found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,
-                       no_repeat_ngram_size, attention, never_emitted, sample_with)
+                       no_repeat_ngram_size, attention, never_emitted, sample_with, n_best)
         for index, hypothesis in zip(chunk, found, strict=True):
             results[index] = hypothesis
     return results

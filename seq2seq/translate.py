@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,15 +38,37 @@ def _warn_on_stderr(message: str) -> None:
 
 
 @dataclass
+class Candidate:
+    """One hypothesis of one sentence."""
+
+    text: str
+    score: float  # length-normalised log-probability (GNMT penalty): the beam search's ranking score
+    log_prob: float  # the sum of its tokens' log-probabilities, EOS included
+
+
+@dataclass
+class SentenceTranslation:
+    """One sentence of a text, as split from it, and its translation. An empty sentence (empty once
+    normalised) has one candidate, "" with log-probability 0; a search asked for an n-best list
+    gives up to n candidates (fewer when fewer hypotheses ended)."""
+
+    source: str  # the sentence as split from the text
+    text: str  # the best candidate's text ("" for an empty sentence)
+    candidates: list[Candidate]  # best first; one unless an n-best list was asked for
+
+
+@dataclass
 class Translation:
-    """One text's translation; with attention asked for, also its sentences' pieces one after the
-    other and each sentence's (output, source) weights, `blocks[i]` of shape (output pieces of
-    sentence i, its source pieces). Each sentence's output attends to its own source only."""
+    """One text's translation and its `sentences` (none for a blank text); with attention asked
+    for, also its sentences' pieces one after the other and each sentence's (output, source)
+    weights, `blocks[i]` of shape (output pieces of sentence i, its source pieces). Each sentence's
+    output attends to its own source only."""
 
     text: str
     source_pieces: list[str] | None = None
     output_pieces: list[str] | None = None
     blocks: list[torch.Tensor] | None = None
+    sentences: list[SentenceTranslation] = field(default_factory=list)
 
     @property
     def attention(self) -> torch.Tensor | None:
@@ -237,36 +259,64 @@ class Translator:
             number += len(chunk)
 
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
-                           domain: str | None = None) -> list[Translation]:
+                           domain: str | None = None, n_best: int = 1) -> list[Translation]:
         """Translations in order, with `beam_size` and `domain` instead of the translator's own when
         given; with `attention`, also the source and output pieces and each sentence's weights
-        (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix)."""
-        return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain)
+        (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix).
+        Each has its sentences' candidates (`Translation.sentences`): `n_best` of them at most."""
+        return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain, n_best=n_best)
+
+    def check_n_best(self, n_best: int, beam_size: int | None = None) -> None:
+        """`UserError` unless an n-best list of `n_best` fits the search (beam size `beam_size`, else
+        the translator's): at least 1, at most the beam size, and not with sampling."""
+        beam_size = beam_size or self.beam_size
+        if n_best < 1:
+            raise UserError(f"n-best must be at least 1, not {n_best}")
+        if n_best > 1 and self.sampler is not None:
+            raise UserError("an n-best list needs a beam search: leave out sampling")
+        if n_best > beam_size:
+            raise UserError(f"n-best {n_best} is more than the beam size {beam_size}: a beam search keeps at most "
+                            f"beam-size hypotheses; raise the beam size (--beam) or lower n-best")
 
     def translate_paragraphs(self, paragraphs: list[Paragraph], beam_size: int | None = None, attention: bool = False,
-                             domain: str | None = None, tag_ids: list[int] | None = None, first_number: int = 1
-                             ) -> list[Translation]:
+                             domain: str | None = None, tag_ids: list[int] | None = None, first_number: int = 1,
+                             n_best: int = 1) -> list[Translation]:
         """One translation per paragraph (see `paragraphs`), in order; all their sentences are
         searched together. The domain tag is each paragraph's of `tag_ids`, else `domain`'s, else
-        the translator's; an empty sentence translates to an empty one."""
+        the translator's; an empty sentence translates to an empty one. Each translation has its
+        sentences (`Translation.sentences`), each with up to `n_best` candidates, best first
+        (`n_best` at most the beam size: `check_n_best`)."""
         if domain is not None and self.domains is None:
             raise UserError("this model was trained without domain tags: 'domain' does not apply")
+        self.check_n_best(n_best, beam_size)
         ids = self._source_ids(paragraphs, first_number)
         if self.domains is not None:
             tag_ids = tag_ids or [self.domains.tag_id(domain) if domain else self.tag_id] * len(paragraphs)
             sentence_tags = [tag for tag, paragraph in zip(tag_ids, paragraphs, strict=True)
                              for _ in paragraph.sentences]
             ids = [[tag, *sequence] if sequence else [] for tag, sequence in zip(sentence_tags, ids, strict=True)]
-        hypotheses = self._search(ids, attention, beam_size)
-        decoded = self.tokenizer.decode_target([h.tokens if h else [] for h in hypotheses])
-        sentences = iter(zip(ids, hypotheses, decoded, strict=True))
+        hypotheses = self._search(ids, attention, beam_size, n_best)
+        candidates = iter(self._candidates(hypotheses))
+        sentences = iter(zip(ids, hypotheses, strict=True))
         results = []
         for paragraph in paragraphs:
             found = [next(sentences) for _ in paragraph.sentences]
-            text = paragraph.join([text if hypothesis else "" for _, hypothesis, text in found])
-            drawn = [(source, hypothesis) for source, hypothesis, _ in found if hypothesis] if attention else []
-            results.append(self._with_attention(text, drawn) if drawn else Translation(text))
+            translated = [SentenceTranslation(source, options[0].text, options)
+                          for source, options in zip(paragraph.sentences, candidates, strict=False)]
+            text = paragraph.join([sentence.text for sentence in translated])
+            drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
+            translation = self._with_attention(text, drawn) if drawn else Translation(text)
+            translation.sentences = translated
+            results.append(translation)
         return results
+
+    def _candidates(self, hypotheses: list[Hypothesis | None]) -> list[list[Candidate]]:
+        """Each sentence's candidates (its hypothesis and their alternatives, decoded together);
+        a sentence without a hypothesis (empty) has the empty one."""
+        n_best = [hypothesis.n_best() if hypothesis else [] for hypothesis in hypotheses]
+        texts = iter(self.tokenizer.decode_target([option.tokens for options in n_best for option in options]))
+        return [[Candidate(next(texts), option.normalized_score(self.length_penalty), option.score)
+                 for option in options] or [Candidate("", 0.0, 0.0)] for options in n_best]
 
     def _source_ids(self, paragraphs: list[Paragraph], first_number: int) -> list[list[int]]:
         """The source ids of every sentence of `paragraphs`, cut to the length the model was trained
@@ -282,15 +332,15 @@ class Translator:
                 del sequence[self.max_input_tokens :]
         return ids
 
-    def _search(self, ids: list[list[int]], attention: bool = False, beam_size: int | None = None
+    def _search(self, ids: list[list[int]], attention: bool = False, beam_size: int | None = None, n_best: int = 1
                 ) -> list[Hypothesis | None]:
-        """Best hypothesis per id sequence (None for an empty one)."""
+        """Best hypothesis per id sequence (None for an empty one), the next `n_best` - 1 in its alternatives."""
         present = [i for i, sequence in enumerate(ids) if sequence]
         results: list[Hypothesis | None] = [None] * len(ids)
         found = translate_ids(self.model, [ids[i] for i in present], self.batch_size, beam_size or self.beam_size,
                               self.length_penalty, self.max_output_ratio, self.device,
                               no_repeat_ngram_size=self.no_repeat_ngram_size, attention=attention,
-                              never_emitted=self.tokenizer.never_emitted(), sample_with=self.sampler)
+                              never_emitted=self.tokenizer.never_emitted(), sample_with=self.sampler, n_best=n_best)
         for index, hypothesis in zip(present, found, strict=True):
             results[index] = hypothesis
         return results

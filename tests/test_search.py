@@ -90,10 +90,10 @@ def test_wide_beam_finds_the_most_likely_sequence(seed: int, cell: str, decoder:
 
 
 def plain_beam_search(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor, limit: int, beam_size: int,
-                      alpha: float) -> tuple[list[int], float]:
+                      alpha: float) -> list[tuple[list[int], float]]:
     """Beam search for one sentence as the textbook runs it, to the length limit whatever has ended:
     at each step the `beam_size` best of all one-token continuations (EOS included, scored by
-    teacher forcing); those that end leave the beam. The best ended one, by normalised score."""
+    teacher forcing); those that end leave the beam. All the ended ones, best normalised score first."""
     live: list[tuple[list[int], float]] = [([], 0.0)]
     ended: list[tuple[list[int], float]] = []
     with torch.no_grad():
@@ -108,7 +108,7 @@ def plain_beam_search(model: Seq2Seq, source: torch.Tensor, length: torch.Tensor
             best = sorted(candidates, key=lambda candidate: candidate[1], reverse=True)[:beam_size]
             ended += [(tokens[:-1], score) for tokens, score in best if tokens[-1] == EOS_ID]
             live = [(tokens, score) for tokens, score in best if tokens[-1] != EOS_ID]
-    return max(ended, key=lambda option: length_normalized(option[1], len(option[0]), alpha))
+    return sorted(ended, key=lambda option: -length_normalized(option[1], len(option[0]), alpha))
 
 
 @pytest.mark.parametrize("length_penalty", [0.6, 1.7])
@@ -128,9 +128,80 @@ def test_narrow_beam_stops_only_when_no_live_hypothesis_can_win(seed: int, beam_
     beam = beam_search(model, source, lengths, limits, beam_size, length_penalty, no_repeat_ngram_size=0)
     for row, hypothesis in enumerate(beam):
         src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
-        tokens, score = plain_beam_search(model, src, length, 6, beam_size, length_penalty)
+        tokens, score = plain_beam_search(model, src, length, 6, beam_size, length_penalty)[0]
         assert hypothesis.tokens == tokens
         assert hypothesis.score == pytest.approx(score, abs=1e-4)
+
+
+@pytest.mark.parametrize("length_penalty", [0.6, 1.7])
+@pytest.mark.parametrize(("beam_size", "n_best"), [(3, 2), (3, 3), (5, 4)])
+@pytest.mark.parametrize("seed", range(4))
+def test_n_best_lists_are_the_best_ended_hypotheses_of_a_search_to_the_limit(seed: int, beam_size: int, n_best: int,
+                                                                            length_penalty: float) -> None:
+    """An n-best search may stop early only where no live hypothesis could still enter the n best:
+    its lists equal the n best ended hypotheses of a plain beam search that always goes on."""
+    model = random_model(seed)
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(3.0)
+        model.decoder.output.bias[EOS_ID] += 1.0
+    source, lengths = sources()
+    limits = torch.full_like(lengths, 6)
+    beam = beam_search(model, source, lengths, limits, beam_size, length_penalty, no_repeat_ngram_size=0,
+                       n_best=n_best)
+    for row, hypothesis in enumerate(beam):
+        src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
+        expected = plain_beam_search(model, src, length, 6, beam_size, length_penalty)[:n_best]
+        assert [h.tokens for h in hypothesis.n_best()] == [tokens for tokens, _ in expected]
+        assert [h.score for h in hypothesis.n_best()] == pytest.approx([score for _, score in expected], abs=1e-4)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_wide_n_best_list_is_the_exhaustive_ranking(length_penalty: float) -> None:
+    """With a beam wider than the search space, the n-best list is the n best of every possible
+    output, each with its teacher-forced log-probability, ranked by length-normalised score."""
+    model = random_model(4)
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(4.0)
+    source, lengths = sources()
+    limits = torch.full_like(lengths, 3)
+    beam = beam_search(model, source, lengths, limits, beam_size=300, length_penalty=length_penalty,
+                       no_repeat_ngram_size=0, n_best=6)
+    for row, hypothesis in enumerate(beam):
+        src, length = source[row : row + 1, : lengths[row]], lengths[row : row + 1]
+        scores = {c: sequence_log_prob(model, src, length, list(c))
+                  for n in range(4) for c in itertools.product(OUTPUT_ALPHABET, repeat=n)}
+        ranked = sorted(scores, key=lambda c: -length_normalized(scores[c], len(c), length_penalty))[:6]
+        found = hypothesis.n_best()
+        assert [h.tokens for h in found] == [list(c) for c in ranked]
+        assert [h.score for h in found] == pytest.approx([scores[c] for c in ranked], abs=1e-4)
+        normalized = [h.normalized_score(length_penalty) for h in found]
+        assert normalized == sorted(normalized, reverse=True)
+
+
+@pytest.mark.parametrize("decoder", DECODERS[:2])
+def test_n_best_keeps_the_best_output_and_gives_distinct_alternatives(decoder: dict) -> None:
+    model = random_model(10, **decoder)
+    sentences = [[4, 5, 6, 4, 5, 6, 4], [6], [5, 5, 4], [4, 6], [6, 5, 4, 4, 5]]
+    plain = search(model, *padded(sentences), 5, 1.0)
+    listed = translate_ids(model, sentences, batch_size=2, beam_size=5, length_penalty=1.0, n_best=5)
+    for sentence, best, hypothesis in zip(sentences, plain, listed, strict=True):
+        assert (hypothesis.tokens, hypothesis.score) == (best.tokens, pytest.approx(best.score, abs=1e-5))
+        assert best.alternatives == []
+        found = hypothesis.n_best()
+        assert len(found) == 5 and len({tuple(h.tokens) for h in found}) == 5
+        normalized = [h.normalized_score(1.0) for h in found]
+        assert normalized == sorted(normalized, reverse=True)
+        src, length = padded([sentence])
+        for option in found:
+            assert option.score == pytest.approx(sequence_log_prob(model, src, length, option.tokens), abs=1e-4)
+
+
+def test_n_best_must_fit_the_beam() -> None:
+    model = random_model(1)
+    source, lengths = sources()
+    for beam_size, n_best in ((3, 4), (1, 2), (3, 0)):
+        with pytest.raises(ValueError, match="n.best"):
+            search(model, source, lengths, beam_size, n_best=n_best)
 
 
 def test_an_output_cut_at_its_limit_pays_for_its_eos() -> None:

@@ -403,3 +403,35 @@ def test_the_readme_python_example_runs_as_written(tagged_workdir: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     printed = result.stdout.splitlines()
     assert len(printed) == 3 and HANGUL.search(printed[0]) and HANGUL.search(printed[2])
+
+
+def test_translations_carry_their_sentences_and_n_best_candidates(model_path: str) -> None:
+    """`Translation.sentences`: one per sentence as split, the best candidate's text joined into the
+    text; n-best lists best first by the search's score, each with its own log-probability."""
+    (en_a, _), (en_b, _) = toy_pairs()[:2]
+    translator = Translator(model_path, beam_size=4)
+    plain, blank = translator.translate_detailed([f"{en_a}  {en_b}", "  "])
+    [listed] = translator.translate_detailed([f"{en_a}  {en_b}"], n_best=3)
+    assert [s.source for s in plain.sentences] == [en_a, en_b]
+    assert plain.text == f"{plain.sentences[0].text}  {plain.sentences[1].text}" == listed.text
+    assert all(len(s.candidates) == 1 and s.candidates[0].text == s.text for s in plain.sentences)
+    for one, three in zip(plain.sentences, listed.sentences, strict=True):
+        best = three.candidates[0]
+        assert len(three.candidates) == 3 and best.text == one.text
+        # the same hypothesis, up to the float rounding of another batch shape
+        assert (best.score, best.log_prob) == pytest.approx((one.candidates[0].score, one.candidates[0].log_prob))
+        assert len({c.text for c in three.candidates}) == 3
+        scores = [c.score for c in three.candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert all(c.log_prob <= c.score <= 0 for c in three.candidates)  # the penalty divides by >= 1
+    assert blank.text == "" and blank.sentences == []
+
+
+def test_n_best_beyond_the_beam_is_a_user_error(model_path: str) -> None:
+    from seq2seq.errors import UserError
+
+    translator = Translator(model_path, beam_size=3)
+    with pytest.raises(UserError, match="n-best 4 is more than the beam size 3"):
+        translator.translate_detailed(["Hello."], n_best=4)
+    with pytest.raises(UserError, match="n-best list needs a beam search"):
+        Translator(model_path, sample_seed=1).translate_detailed(["Hello."], n_best=2)
