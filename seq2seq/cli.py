@@ -219,6 +219,40 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 
 @main.command()
 @PARAMS
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True, help="The checkpoint to calibrate.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="The calibration file (default: beside the model, NAME.confidence.json, where translate reads it).")
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
+              show_default=True, help="The prepared splits: fitted on valid, measured on test.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.CONFIDENCE_METRICS,
+              show_default=True, help="Spearman of the confidence with sentence chrF, valid and test (JSON).")
+@click.option("--valid-sentences", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="The first N valid sentences are decoded and fitted on.")
+@click.option("--test-sentences", type=click.IntRange(min=0),
+              help="The first N test sentences are decoded to measure the confidence (default: all; 0: none).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to decode (auto: a CUDA GPU if there is one).")
+def calibrate(params_path: Path, model_path: Path, out_path: Path | None, prepared_dir: Path, metrics_path: Path,
+              valid_sentences: int, test_sentences: int | None, device: str) -> None:
+    """Fit the per-sentence confidence (expected sentence chrF) of a model on the valid split."""
+    from seq2seq.calibrate import calibrate as run
+    from seq2seq.confidence import calibration_path
+    from seq2seq.config import load_params
+    from seq2seq.files import check_output
+
+    out_path = out_path or calibration_path(model_path)
+    check_output(metrics_path)
+    check_output(out_path)
+    metrics = run(model_path, prepared_dir, out_path, metrics_path, load_params(params_path).evaluate,
+                  valid_sentences, test_sentences, device)
+    click.echo(f"wrote {out_path}; Spearman with sentence chrF: valid "
+               f"{metrics['valid']['spearman_confidence']}" + (f", test {metrics['test']['spearman_confidence']}"
+                                                               if "test" in metrics else ""))
+
+
+@main.command()
+@PARAMS
 @click.option("--resume", is_flag=True, help="Continue from MODEL_DIR/last.pt where it stopped.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL, show_default=True,
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")

@@ -30,6 +30,7 @@ from seq2seq.files import write_json
 from seq2seq.search import length_normalized
 
 FEATURE = "length_normalized_log_prob"
+LOW_MARK = "[?] "  # before a sentence whose confidence is below the threshold (when not withheld)
 MIN_BLOCK = 20  # sentences per step of the mapping at least: a single sentence never sets its end
 
 
@@ -169,3 +170,11 @@ def fit_calibration(features: Sequence[float], chrfs: Sequence[float], length_pe
 def is_low(confidence: float | None, min_confidence: float | None) -> bool:
     """Whether a sentence falls below the threshold (never, without a threshold or a confidence)."""
     return min_confidence is not None and confidence is not None and confidence < min_confidence
+
+
+def shown_text(text: str, confidence: float | None, min_confidence: float | None, withhold: bool) -> str:
+    """A sentence's translation as shown under a threshold: as it is, or, below `min_confidence`,
+    withheld ("") or flagged with `LOW_MARK`."""
+    if not is_low(confidence, min_confidence):
+        return text
+    return "" if withhold else LOW_MARK + text

@@ -2,11 +2,13 @@
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 
 from seq2seq.confidence import (
+    LOW_MARK,
     Calibration,
     calibration_path,
     fit_calibration,
@@ -16,6 +18,7 @@ from seq2seq.confidence import (
     spearman,
 )
 from seq2seq.errors import UserError
+from seq2seq.translate import Translator
 
 
 def test_ranks_share_the_average_rank_of_ties() -> None:
@@ -88,3 +91,81 @@ def test_a_broken_calibration_file_is_one_line_naming_it(tmp_path: Path, content
 def test_threshold() -> None:
     assert is_low(9.9, 10.0) and not is_low(10.0, 10.0)
     assert not is_low(5.0, None) and not is_low(None, 10.0)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A copy of the tiny model, calibrated by the stage's function: (model path, its metrics)."""
+    from seq2seq.calibrate import calibrate
+    from tests.conftest import tiny_params
+
+    model = tmp_path_factory.mktemp("calibrated") / "best.pt"
+    shutil.copy(tiny_workdir / "models/model/best.pt", model)
+    metrics = calibrate(model, tiny_workdir / "data/prepared", calibration_path(model), model.parent / "metrics.json",
+                        tiny_params().evaluate, valid_sentences=10)
+    return model, metrics
+
+
+def test_calibrate_fits_on_valid_and_measures_on_test(calibrated: tuple[Path, dict]) -> None:
+    model, metrics = calibrated
+    calibration = Calibration.load(calibration_path(model))
+    assert calibration.sentences == 10 and calibration.beam_size == 3  # the tiny evaluate section's beam
+    assert json.loads((model.parent / "metrics.json").read_text()) == metrics
+    assert metrics["valid"]["sentences"] == 10 and metrics["test"]["sentences"] == 12  # 6 per toy source
+    assert set(metrics["test"]) >= {"spearman_score", "spearman_confidence", "mean_chrf", "thresholds"}
+    assert 0 <= metrics["test"]["thresholds"][0]["withheld"] <= 1
+
+
+def test_translator_gives_each_sentence_its_confidence(calibrated: tuple[Path, dict], tiny_workdir: Path) -> None:
+    model, _ = calibrated
+    (translation,) = Translator(model, params_path=None).translate_detailed(["I ate an apple today.  We read a book."])
+    assert [type(sentence.confidence) for sentence in translation.sentences] == [float, float]
+    knots = Calibration.load(calibration_path(model)).knots
+    low, high = knots[0][1], knots[-1][1]
+    assert all(low - 0.05 <= sentence.confidence <= high + 0.05 for sentence in translation.sentences)
+    uncalibrated = Translator(tiny_workdir / "models/model/best.pt", params_path=None)
+    assert uncalibrated.translate_detailed(["I ate an apple today."])[0].sentences[0].confidence is None
+
+
+def test_asking_for_confidence_without_a_calibration_names_the_file_to_make(tiny_workdir: Path) -> None:
+    model = tiny_workdir / "models/model/best.pt"
+    with pytest.raises(UserError, match=f"^{model.parent}/best.confidence.json not found: .*`seq2seq calibrate --model "
+                                        f"{model}`$"):
+        Translator(model, params_path=None, min_confidence=10.0)
+
+
+KNOWN, UNKNOWN = "I ate an apple today.", "Quantum zebras juggle purple volcanoes."
+
+
+@pytest.fixture(scope="module")
+def spread_model(tiny_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a steep calibration, so that a sentence it learnt and one it never saw
+    get confidences far apart."""
+    model = tmp_path_factory.mktemp("spread") / "best.pt"
+    shutil.copy(tiny_workdir / "models/model/best.pt", model)
+    Calibration([(-3.0, 0.0), (0.0, 100.0)], length_penalty=1.0, sentences=40, beam_size=3).save(
+        calibration_path(model))
+    return model
+
+
+def test_a_learnt_sentence_is_more_confident_than_gibberish(spread_model: Path) -> None:
+    known, unknown = (t.sentences[0].confidence for t in
+                      Translator(spread_model, params_path=None).translate_detailed([KNOWN, UNKNOWN]))
+    assert known > unknown + 5
+
+
+def test_threshold_flags_or_withholds_the_low_sentences_only(spread_model: Path) -> None:
+    known, unknown = (t.sentences[0].confidence for t in
+                      Translator(spread_model, params_path=None).translate_detailed([KNOWN, UNKNOWN]))
+    threshold = (known + unknown) / 2
+    plain = Translator(spread_model, params_path=None).translate([KNOWN, UNKNOWN, f"{KNOWN} {UNKNOWN}"])
+    flagged = Translator(spread_model, params_path=None, min_confidence=threshold).translate(
+        [KNOWN, UNKNOWN, f"{KNOWN} {UNKNOWN}"])
+    assert flagged[0] == plain[0] and flagged[1] == LOW_MARK + plain[1]
+    assert flagged[2] == f"{plain[0]} {LOW_MARK}{plain[1]}"
+    warnings: list[str] = []
+    withheld = Translator(spread_model, params_path=None, min_confidence=threshold, withhold=True,
+                          warn=warnings.append).translate([KNOWN, UNKNOWN, f"{KNOWN} {UNKNOWN}"])
+    assert withheld == [plain[0], "", f"{plain[0]} "]
+    assert warnings == [f"line 2 withheld: confidence {unknown:.1f} is below {threshold:g}",
+                        f"line 3 (sentence 2 of 2) withheld: confidence {unknown:.1f} is below {threshold:g}"]
