@@ -1,7 +1,7 @@
 """Stage `calibrate`: fit the per-sentence confidence of a model on the valid split, and say how
 well it ranks the test split's sentences.
 
-Decodes the first valid sentences as evaluate decodes (its beam, penalty and n-gram blocking;
+Decodes valid sentences (1,000, spread over the split) as evaluate decodes (its beam, penalty and n-gram blocking;
 each line one sentence), scores each output with sacrebleu's sentence chrF and fits the isotonic
 mapping from the search's score to it (`seq2seq.confidence`), written beside the model. Then the
 test split is decoded with the calibration in hand: its metrics are the Spearman correlation of
@@ -25,15 +25,19 @@ from seq2seq.translate import SentenceTranslation, Translator
 
 
 def read_pairs(prepared_dir: Path, split: str, count: int | None) -> tuple[list[str], list[str]]:
-    """The first `count` (all with None) English sentences of a split and their references."""
+    """`count` English sentences of a split (all with None), spread evenly over it (the test split is
+    grouped by source), and their references."""
     paths = [prepared_dir / f"{split}.{language}" for language in ("en", "ko")]
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    sources, references = (path.read_text(encoding="utf-8").splitlines()[:count] for path in paths)
+    sources, references = (path.read_text(encoding="utf-8").splitlines() for path in paths)
     if len(sources) != len(references):
         raise UserError(f"{paths[0]} and {paths[1]} have {len(sources)} and {len(references)} lines; "
                         "rerun the prepare stage")
+    if count is not None and count < len(sources):
+        chosen = [index * len(sources) // count for index in range(count)]
+        sources, references = [sources[i] for i in chosen], [references[i] for i in chosen]
     if not sources:
         raise UserError(f"{paths[0]} is empty: no sentences to calibrate on")
     return sources, references
@@ -68,8 +72,8 @@ def withholding(confidences: list[float], chrfs: list[float], min_confidence: fl
 
 def calibrate(model_path: Path, prepared_dir: Path, out_path: Path, metrics_path: Path, config: EvaluateConfig,
               valid_sentences: int = 1000, test_sentences: int | None = None, device: str = "cpu") -> dict:
-    """Fit the calibration of `model_path` on its first `valid_sentences` valid sentences and write
-    it to `out_path` (the translator reads it at `calibration_path`), then measure it on the first
+    """Fit the calibration of `model_path` on `valid_sentences` valid sentences and write
+    it to `out_path` (the translator reads it at `calibration_path`), then measure it on
     `test_sentences` of the test split (all with None, none with 0); returns the metrics it writes
     to `metrics_path`."""
     if not model_path.exists():

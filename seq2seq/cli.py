@@ -228,9 +228,9 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.CONFIDENCE_METRICS,
               show_default=True, help="Spearman of the confidence with sentence chrF, valid and test (JSON).")
 @click.option("--valid-sentences", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="The first N valid sentences are decoded and fitted on.")
+              help="N valid sentences, spread over the split, are decoded and fitted on.")
 @click.option("--test-sentences", type=click.IntRange(min=0),
-              help="The first N test sentences are decoded to measure the confidence (default: all; 0: none).")
+              help="N test sentences, spread over the split, measure the confidence (default: all; 0: none).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to decode (auto: a CUDA GPU if there is one).")
 def calibrate(params_path: Path, model_path: Path, out_path: Path | None, prepared_dir: Path, metrics_path: Path,

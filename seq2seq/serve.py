@@ -3,6 +3,9 @@
     POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
                      -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
                         translation has its pieces and weights too (`translation_json`)
+                     "confidence": true adds each translation's `sentences`, each with its
+                        confidence (expected sentence chrF); "min_confidence": X flags those below
+                        ("low_confidence", and [?] in the text), "withhold": true leaves them out
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -33,11 +36,12 @@ from starlette.routing import Route
 
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.confidence import is_low, missing_calibration_message
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
-from seq2seq.translate import Paragraph, Translation, Translator, split_paragraphs
+from seq2seq.translate import Paragraph, Translation, Translator, apply_threshold, split_paragraphs
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("seq2seq.serve")
@@ -74,13 +78,18 @@ class TranslateRequest:
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
+    confidence: bool = False  # each sentence's confidence asked for
+    min_confidence: float | None = None  # sentences below it are flagged, or withheld
+    withhold: bool = False
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
-                            split: Callable[[list[str]], list[Paragraph]] = split_paragraphs) -> TranslateRequest:
+                            split: Callable[[list[str]], list[Paragraph]] = split_paragraphs,
+                            calibration: str | None = None) -> TranslateRequest:
     """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong.
     `domains` are the model's domain groups (None: trained without domain tags); `split` makes the
-    texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts."""
+    texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts; `calibration` is
+    why the model cannot give a confidence (None: it can)."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an integer of over 4,300 digits
@@ -89,9 +98,10 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
-    unknown = sorted(set(data) - {"text", "beam", "attention", "domain"})
+    known = ("text", "beam", "attention", "domain", "confidence", "min_confidence", "withhold")
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: text, beam, attention, domain)")
+        raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
     if "text" not in data:
         raise ApiError(422, "text", "the field text is missing: a string or a list of strings")
     text = data["text"]
@@ -123,7 +133,39 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, sentences, beam, attention, domain)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain, *parse_confidence(data, calibration))
+
+
+def parse_confidence(data: dict[str, Any], calibration: str | None) -> tuple[bool, float | None, bool]:
+    """The request's (confidence, min_confidence, withhold); `ApiError` naming the field when wrong,
+    or when a confidence is asked of a model without calibration (`calibration` says why)."""
+    confidence, min_confidence, withhold = data.get("confidence", False), data.get("min_confidence"), \
+        data.get("withhold", False)
+    if not isinstance(confidence, bool):
+        raise ApiError(422, "confidence", "confidence must be true or false")
+    if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int | float)
+                                       or not 0 <= min_confidence <= 100):
+        raise ApiError(422, "min_confidence", "min_confidence must be a number from 0 to 100 (an expected chrF)")
+    if not isinstance(withhold, bool):
+        raise ApiError(422, "withhold", "withhold must be true or false")
+    if withhold and min_confidence is None:
+        raise ApiError(422, "withhold", "withhold needs min_confidence: the confidence below which to withhold")
+    asked = confidence or min_confidence is not None
+    if asked and calibration is not None:
+        raise ApiError(422, "min_confidence" if min_confidence is not None else "confidence", calibration)
+    return asked, min_confidence, withhold
+
+
+def confidence_json(translation: Translation, min_confidence: float | None) -> list[dict[str, Any]]:
+    """Each sentence of a translation with its source, text and confidence, and with a threshold
+    whether it fell below (`low_confidence`; a withheld one's text is empty)."""
+    sentences = []
+    for sentence in translation.sentences:
+        entry = {"source": sentence.source, "text": sentence.text, "confidence": sentence.confidence}
+        if min_confidence is not None:
+            entry["low_confidence"] = is_low(sentence.confidence, min_confidence)
+        sentences.append(entry)
+    return sentences
 
 
 def translation_json(translation: Translation) -> dict[str, Any]:
@@ -146,10 +188,21 @@ def translation_json(translation: Translation) -> dict[str, Any]:
     return result
 
 
-def translations_response(translations: list[Translation], beam: int) -> JSONResponse:
+def translations_response(translations: list[Translation], beam: int, request: TranslateRequest | None = None
+                          ) -> JSONResponse:
     """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
-    after the search, and the search thread and the event loop have other requests to serve)."""
-    return JSONResponse({"translations": [translation_json(t) for t in translations], "beam": beam})
+    after the search, and the search thread and the event loop have other requests to serve); with
+    the confidence asked for by `request`, each translation's sentences and their confidence."""
+    answers = []
+    for index, translation in enumerate(translations):
+        answer = translation_json(translation)
+        if request is not None and request.confidence:
+            if request.min_confidence is not None:
+                apply_threshold(translation, request.paragraphs[index], request.min_confidence, request.withhold)
+                answer["text"] = translation.text
+            answer["sentences"] = confidence_json(translation, request.min_confidence)
+        answers.append(answer)
+    return JSONResponse({"translations": answers, "beam": beam})
 
 
 def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
@@ -169,6 +222,7 @@ def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
         "default_beam": translator.beam_size,
         "domains": list(translator.domains.groups) if translator.domains else None,
         "default_domain": translator.domains.default if translator.domains else None,
+        "calibrated": translator.calibration is not None,  # translations can carry a confidence
     }
 
 
@@ -201,6 +255,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
                           limits.batch_sentences, limits.batch_wait_s, limits.queue_size, limits.timeout_s)
 
     open_requests = 0  # touched on the event loop only
+    calibration = None if translator.calibration else missing_calibration_message(model_path)
 
     async def translate(request: Request) -> Response:
         nonlocal open_requests
@@ -209,7 +264,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         open_requests += 1
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
-                                             limits, info["domains"], translator.paragraphs)
+                                             limits, info["domains"], translator.paragraphs, calibration)
             translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain),
                                                 parsed.sentences)
         except ApiError as error:
@@ -220,7 +275,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
         finally:
             open_requests -= 1
-        return await run_in_threadpool(translations_response, translations, parsed.beam)
+        return await run_in_threadpool(translations_response, translations, parsed.beam, parsed)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -188,6 +188,17 @@ def available_batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
             return
 
 
+def apply_threshold(translation: Translation, paragraph: Paragraph, min_confidence: float, withhold: bool) -> None:
+    """Flag (`LOW_MARK` before it) or, with `withhold`, leave out each sentence of `translation` (of
+    `paragraph`) whose confidence is below `min_confidence`: a withheld sentence's text is empty, in
+    `translation.text` and in its `sentences` (its candidates keep what the search found)."""
+    translation.text = paragraph.join([shown_text(sentence.text, sentence.confidence, min_confidence, withhold)
+                                       for sentence in translation.sentences])
+    for sentence in translation.sentences:
+        if withhold and is_low(sentence.confidence, min_confidence):
+            sentence.text = ""
+
+
 def sentence_place(number: int, index: int, count: int) -> str:
     """Where a sentence is, for a message: line `number`, and sentence `index` of its `count` if several."""
     return f"line {number}" if count == 1 else f"line {number} (sentence {index} of {count})"
@@ -328,20 +339,20 @@ class Translator:
                 for sentence, (_, hypothesis) in zip(translated, found, strict=True):
                     if hypothesis:
                         sentence.confidence = self.calibration.confidence(hypothesis.score, len(hypothesis.tokens))
-            text = paragraph.join([shown_text(sentence.text, sentence.confidence, self.min_confidence, self.withhold)
-                                   for sentence in translated])
-            if self.withhold:
-                self._note_withheld(number, translated)
+            text = paragraph.join([sentence.text for sentence in translated])
             drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
+            if self.min_confidence is not None:
+                self._note_withheld(number, translated)
+                apply_threshold(translation, paragraph, self.min_confidence, self.withhold)
             results.append(translation)
         return results
 
     def _note_withheld(self, number: int, sentences: list[SentenceTranslation]) -> None:
         """Warn of each sentence of text `number` withheld for its low confidence."""
         for index, sentence in enumerate(sentences, start=1):
-            if is_low(sentence.confidence, self.min_confidence):
+            if self.withhold and is_low(sentence.confidence, self.min_confidence):
                 self.warn(f"{sentence_place(number, index, len(sentences))} withheld: confidence "
                           f"{sentence.confidence:.1f} is below {self.min_confidence:g}")
 

@@ -5,6 +5,7 @@ import random
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from seq2seq.confidence import (
@@ -18,7 +19,9 @@ from seq2seq.confidence import (
     spearman,
 )
 from seq2seq.errors import UserError
+from seq2seq.serve import ApiError, Limits, create_app, parse_translate_request
 from seq2seq.translate import Translator
+from tests.conftest import running_server
 
 
 def test_ranks_share_the_average_rank_of_ties() -> None:
@@ -169,3 +172,42 @@ def test_threshold_flags_or_withholds_the_low_sentences_only(spread_model: Path)
     assert withheld == [plain[0], "", f"{plain[0]} "]
     assert warnings == [f"line 2 withheld: confidence {unknown:.1f} is below {threshold:g}",
                         f"line 3 (sentence 2 of 2) withheld: confidence {unknown:.1f} is below {threshold:g}"]
+
+
+def test_http_answers_each_sentences_confidence_and_applies_the_threshold(spread_model: Path) -> None:
+    translator = Translator(spread_model, beam_size=3, params_path=None)
+    known, unknown = (t.sentences[0].confidence for t in translator.translate_detailed([KNOWN, UNKNOWN]))
+    plain = translator.translate([KNOWN, UNKNOWN])
+    threshold = round((known + unknown) / 2, 1)
+    with running_server(create_app(translator, spread_model)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/info").json()["calibrated"] is True
+        assert "sentences" not in http.post("/translate", json={"text": KNOWN}).json()["translations"][0]
+        answer = http.post("/translate", json={"text": [KNOWN, f"{KNOWN} {UNKNOWN}"], "confidence": True}).json()
+        first, second = answer["translations"]
+        assert first == {"text": plain[0], "sentences": [{"source": KNOWN, "text": plain[0], "confidence": known}]}
+        assert [s["confidence"] for s in second["sentences"]] == [known, unknown]
+        flagged = http.post("/translate", json={"text": f"{KNOWN} {UNKNOWN}", "min_confidence": threshold}).json()
+        assert flagged["translations"][0]["text"] == f"{plain[0]} {LOW_MARK}{plain[1]}"
+        assert [s["low_confidence"] for s in flagged["translations"][0]["sentences"]] == [False, True]
+        withheld = http.post("/translate", json={"text": f"{KNOWN} {UNKNOWN}", "min_confidence": threshold,
+                                                 "withhold": True}).json()["translations"][0]
+        assert withheld["text"] == f"{plain[0]} " and withheld["sentences"][1]["text"] == ""
+
+
+@pytest.mark.parametrize(("body", "field"), [({"confidence": "yes"}, "confidence"), ({"min_confidence": "10"},
+                                                                                     "min_confidence"),
+                                             ({"min_confidence": 101}, "min_confidence"),
+                                             ({"withhold": True}, "withhold")])
+def test_http_confidence_fields_are_checked(spread_model: Path, body: dict, field: str) -> None:
+    with pytest.raises(ApiError) as error:
+        parse_translate_request(json.dumps({"text": KNOWN, **body}).encode(), 3, Limits())
+    assert error.value.status == 422 and error.value.field == field
+
+
+def test_http_confidence_of_an_uncalibrated_model_is_422_naming_the_file(tiny_workdir: Path) -> None:
+    model = tiny_workdir / "models/model/best.pt"
+    with running_server(create_app(Translator(model, beam_size=3, params_path=None), model)) as url:
+        assert httpx.get(f"{url}/info").json()["calibrated"] is False
+        answer = httpx.post(f"{url}/translate", json={"text": KNOWN, "confidence": True}, timeout=30)
+    assert answer.status_code == 422 and answer.json()["field"] == "confidence"
+    assert answer.json()["error"].startswith(f"{calibration_path(model)} not found")
