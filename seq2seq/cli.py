@@ -322,37 +322,106 @@ def plots() -> None:
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--split/--no-split", "split_sentences", default=True, show_default=True,
               help="Split each text into sentences, translate them, and join the translations.")
+@click.option("--n-best", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Give each sentence's N best translations (N at most the beam size), one row each "
+                   "(line, sentence, rank[, score], text), or a `candidates` list with --json.")
+@click.option("--scores", is_flag=True,
+              help="Give each translation's score, its length-normalised log-probability (`score<TAB>text`; "
+                   "with --json, also its plain log_prob).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write JSON Lines: an object per input line with its text and sentences.")
+@click.option("--confidence", "show_confidence", is_flag=True,
+              help="Give each translation's confidence, the expected sentence chrF (0-100) of its least confident "
+                   "sentence, just before the text (with --json, each sentence's too); needs `seq2seq calibrate`.")
+@click.option("--min-confidence", type=click.FloatRange(min=0, max=100),
+              help="Flag each sentence whose confidence is below this with [?] (--withhold: leave it out).")
+@click.option("--withhold", is_flag=True,
+              help="With --min-confidence: leave low-confidence sentences out (a line of only such sentences is "
+                   "empty), each noted on stderr.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
-              domain: str | None, quantize: bool, split_sentences: bool, params_path: Path,
+              domain: str | None, quantize: bool, split_sentences: bool, n_best: int, scores: bool, as_json: bool,
+              show_confidence: bool, min_confidence: float | None, withhold: bool, params_path: Path,
               **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
-    file exists; else the built-in defaults).
+    file exists; else the built-in defaults). With --n-best, --scores or --json, each output line is
+    tab-separated fields or a JSON object (docs/scoring.md); the n-best lists are per sentence.
     """
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
+    if withhold and min_confidence is None:
+        raise UserError("--withhold needs --min-confidence: the confidence below which a sentence is left out")
     from seq2seq.files import check_output
+    from seq2seq.formats import Shown, output_lines
     from seq2seq.translate import Translator, decode_lines, plot_attention
 
     if attention_png:
         check_output(attention_png)
     translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
-                            split_sentences=split_sentences, params_path=params_path, **decoding)
+                            split_sentences=split_sentences, params_path=params_path, min_confidence=min_confidence,
+                            withhold=withhold, **decoding)
+    translator.check_n_best(n_best)
+    if show_confidence:
+        translator.require_calibration()
     if not sentences or sentences == ("-",):
-        for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
-            click.echo(line)
-            sys.stdout.flush()
-        return
-    for line in translator.translate(list(sentences)):
+        translations = translator.translation_stream(decode_lines(sys.stdin.buffer), n_best)
+    else:
+        translations = translator.translate_detailed(list(sentences), n_best=n_best)
+    for line in output_lines(translations, Shown(scores, n_best, show_confidence, min_confidence), as_json):
         click.echo(line)
+        sys.stdout.flush()  # a line typed on standard input is answered at once
     if attention_png:
         plot_attention(*translator.attention(sentences[0]), attention_png)
         click.echo(f"attention heatmap written to {attention_png}", err=True)
+
+
+@main.command()
+@click.option("--source", "english_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="English sentences, one a line (with --target; neither: English<TAB>Korean lines on stdin).")
+@click.option("--target", "korean_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Their Korean translations, a line each.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True, help="The checkpoint to score with (any best.pt).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write JSON Lines (score, log_prob, pieces, piece_log_probs) instead of score<TAB>log_prob.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write here (whole or not at all) instead of standard output.")
+@click.option("--length-penalty", type=click.FloatRange(min=0), help="GNMT length penalty alpha of the score.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Pairs scored together.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to score (auto: a CUDA GPU if there is one).")
+@click.option("--domain", help="Domain tag to score with (models trained with train.domain_tags; "
+              "default: the model's default domain).")
+@PARAMS
+def score(english_path: Path | None, korean_path: Path | None, model_path: Path, as_json: bool,
+          output_path: Path | None, device: str, domain: str | None, params_path: Path,
+          **settings: int | float | None) -> None:
+    """Score given translations: each Korean sentence's log-probability as the translation of its
+    English one, per sentence and per piece, by a teacher-forced pass (one sentence a line each).
+
+    A line per pair, in order: score<TAB>log_prob (score: length-normalised, as the beam search
+    ranks), or a JSON object with --json. All the input is checked first: a missing tab, an empty
+    sentence or files of unequal lengths stop it, naming the file and line, before anything is written.
+    """
+    from seq2seq.files import atomic_path, check_output
+    from seq2seq.scoring import score_command
+    from seq2seq.translate import Translator
+
+    if output_path:
+        check_output(output_path)
+    translator = Translator(model_path, device=device, domain=domain, params_path=params_path, **settings)
+    arguments = (translator, english_path, korean_path)
+    if output_path is None:
+        score_command(*arguments, sys.stdout, as_json, stdin=sys.stdin.buffer)
+        return
+    with atomic_path(output_path) as temp, temp.open("w", encoding="utf-8") as out:
+        count = score_command(*arguments, out, as_json, stdin=sys.stdin.buffer)
+    click.echo(f"{count} pairs scored into {output_path}", err=True)
 
 
 @main.command()

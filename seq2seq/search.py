@@ -8,7 +8,7 @@ of each sentence (n_best <= beam size), the best one first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -286,6 +286,14 @@ def search(
                        attention, never_emitted, n_best)
 
 
+def batches_by_length(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """The indices of `lengths`, longest first, in batches of at most `batch_size`: each batch holds
+    similar lengths, so little of it is padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
 def translate_ids(
     model: Seq2Seq,
     sequences: Sequence[Sequence[int]],
@@ -305,11 +313,9 @@ def translate_ids(
 
     Each sequence must be non-empty (callers map empty input to empty output themselves).
     """
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     results: list[Hypothesis | None] = [None] * len(sequences)
     model.eval()
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in batches_by_length([len(sequence) for sequence in sequences], batch_size):
         source = pad([sequences[i] for i in chunk]).to(device)
         lengths = torch.tensor([len(sequences[i]) for i in chunk])
         found = search(model, source, lengths.to(device), beam_size, length_penalty, max_output_ratio,

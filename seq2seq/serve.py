@@ -1,11 +1,12 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
-    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false}
+    POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false, "n_best": 1, "scores": false}
                      -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
-                        translation has its pieces and weights too (`translation_json`)
-                     "confidence": true adds each translation's `sentences`, each with its
-                        confidence (expected sentence chrF); "min_confidence": X flags those below
-                        ("low_confidence", and [?] in the text), "withhold": true leaves them out
+                        translation has its pieces and weights too (`translation_json`); with
+                        n_best > 1 or scores, its score and sentences (`seq2seq.formats.details_json`)
+                     "confidence": true gives each sentence its confidence (expected sentence chrF);
+                        "min_confidence": X flags those below ("low_confidence", and [?] in the
+                        text), "withhold": true leaves them out
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -25,7 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -36,10 +37,11 @@ from starlette.routing import Route
 
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
-from seq2seq.confidence import is_low, missing_calibration_message
+from seq2seq.confidence import missing_calibration_message
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
+from seq2seq.formats import TEXT_ONLY, Shown, details_json
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
 from seq2seq.translate import Paragraph, Translation, Translator, apply_threshold, split_paragraphs
 
@@ -71,6 +73,15 @@ class ApiError(Exception):
         self.status, self.field, self.message = status, field, message
 
 
+class SearchSettings(NamedTuple):
+    """What a request's search call depends on: the batcher merges requests with equal settings."""
+
+    beam: int
+    attention: bool
+    domain: str | None  # None: the model's default domain tag
+    n_best: int = 1
+
+
 @dataclass(frozen=True)
 class TranslateRequest:
     paragraphs: list[Paragraph]  # one per text
@@ -78,9 +89,12 @@ class TranslateRequest:
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
-    confidence: bool = False  # each sentence's confidence asked for
-    min_confidence: float | None = None  # sentences below it are flagged, or withheld
-    withhold: bool = False
+    shown: Shown = TEXT_ONLY  # scores, n-best lists and confidence asked for
+    withhold: bool = False  # sentences below shown.min_confidence are left out, not flagged
+
+    @property
+    def settings(self) -> SearchSettings:
+        return SearchSettings(self.beam, self.attention, self.domain, self.shown.n_best)
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
@@ -98,7 +112,7 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
-    known = ("text", "beam", "attention", "domain", "confidence", "min_confidence", "withhold")
+    known = ("text", "beam", "attention", "domain", "n_best", "scores", "confidence", "min_confidence", "withhold")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
@@ -128,12 +142,20 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     attention = data.get("attention", False)
     if not isinstance(attention, bool):
         raise ApiError(422, "attention", "attention must be true or false")
+    n_best = data.get("n_best", 1)
+    if not isinstance(n_best, int) or isinstance(n_best, bool) or not 1 <= n_best <= beam:
+        raise ApiError(422, "n_best", f"n_best must be an integer from 1 to the beam size ({beam})")
+    scores = data.get("scores", False)
+    if not isinstance(scores, bool):
+        raise ApiError(422, "scores", "scores must be true or false")
     domain = data.get("domain")
     if domain is not None and not domains:
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, sentences, beam, attention, domain, *parse_confidence(data, calibration))
+    confidence, min_confidence, withhold = parse_confidence(data, calibration)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain,
+                            Shown(scores, n_best, confidence, min_confidence), withhold)
 
 
 def parse_confidence(data: dict[str, Any], calibration: str | None) -> tuple[bool, float | None, bool]:
@@ -156,20 +178,9 @@ def parse_confidence(data: dict[str, Any], calibration: str | None) -> tuple[boo
     return asked, min_confidence, withhold
 
 
-def confidence_json(translation: Translation, min_confidence: float | None) -> list[dict[str, Any]]:
-    """Each sentence of a translation with its source, text and confidence, and with a threshold
-    whether it fell below (`low_confidence`; a withheld one's text is empty)."""
-    sentences = []
-    for sentence in translation.sentences:
-        entry = {"source": sentence.source, "text": sentence.text, "confidence": sentence.confidence}
-        if min_confidence is not None:
-            entry["low_confidence"] = is_low(sentence.confidence, min_confidence)
-        sentences.append(entry)
-    return sentences
-
-
-def translation_json(translation: Translation) -> dict[str, Any]:
-    """One translation as JSON: its text and, when they were asked for, its pieces and weights.
+def translation_json(translation: Translation, shown: Shown = TEXT_ONLY) -> dict[str, Any]:
+    """One translation as JSON: its text and, when they were asked for, its pieces and weights, and
+    its scores and sentences with their n-best lists (`details_json`).
 
     The weights are stored per sentence, as a sentence's output attends to its own source only:
     `attention` has a row per output piece over the source pieces of that piece's sentence, and
@@ -185,24 +196,21 @@ def translation_json(translation: Translation) -> dict[str, Any]:
             rows, columns = block.shape
             result["blocks"].append({"output": [output, output + rows], "source": [source, source + columns]})
             output, source = output + rows, source + columns
+    if shown.anything:
+        result |= details_json(translation, shown)
     return result
 
 
 def translations_response(translations: list[Translation], beam: int, request: TranslateRequest | None = None
                           ) -> JSONResponse:
     """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
-    after the search, and the search thread and the event loop have other requests to serve); with
-    the confidence asked for by `request`, each translation's sentences and their confidence."""
-    answers = []
-    for index, translation in enumerate(translations):
-        answer = translation_json(translation)
-        if request is not None and request.confidence:
-            if request.min_confidence is not None:
-                apply_threshold(translation, request.paragraphs[index], request.min_confidence, request.withhold)
-                answer["text"] = translation.text
-            answer["sentences"] = confidence_json(translation, request.min_confidence)
-        answers.append(answer)
-    return JSONResponse({"translations": answers, "beam": beam})
+    after the search, and the search thread and the event loop have other requests to serve), with
+    what `request` asked for; a confidence threshold flags or withholds sentences first."""
+    shown = request.shown if request is not None else TEXT_ONLY
+    if request is not None and shown.min_confidence is not None:
+        for translation, paragraph in zip(translations, request.paragraphs, strict=True):
+            apply_threshold(translation, paragraph, shown.min_confidence, request.withhold)
+    return JSONResponse({"translations": [translation_json(t, shown) for t in translations], "beam": beam})
 
 
 def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
@@ -265,8 +273,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
                                              limits, info["domains"], translator.paragraphs, calibration)
-            translations = await batcher.submit(parsed.paragraphs, (parsed.beam, parsed.attention, parsed.domain),
-                                                parsed.sentences)
+            translations = await batcher.submit(parsed.paragraphs, parsed.settings, parsed.sentences)
         except ApiError as error:
             return _error(error.status, error.message, error.field)
         except QueueFull:
@@ -317,12 +324,11 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
     return app
 
 
-def run_translations(translator: Translator, paragraphs: list[Paragraph], settings: tuple[int, bool, str | None]
-                     ) -> list[Translation]:
-    """The batcher's call, on its search thread: translate `paragraphs` with (beam, attention, domain)
-    settings. The JSON is made later, off this thread (`translations_response`)."""
-    beam, attention, domain = settings
-    return translator.translate_paragraphs(paragraphs, beam, attention, domain)
+def run_translations(translator: Translator, paragraphs: list[Paragraph], settings: tuple) -> list[Translation]:
+    """The batcher's call, on its search thread: translate `paragraphs` with `SearchSettings` (or a
+    tuple of its fields). The JSON is made later, off this thread (`translations_response`)."""
+    beam, attention, domain, n_best = SearchSettings(*settings)
+    return translator.translate_paragraphs(paragraphs, beam, attention, domain, n_best=n_best)
 
 
 def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, limits: Limits,

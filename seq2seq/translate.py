@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -29,6 +29,9 @@ from seq2seq.domains import Domains
 from seq2seq.errors import UserError
 from seq2seq.prepare import normalize
 from seq2seq.search import Hypothesis, translate_ids
+
+if TYPE_CHECKING:
+    from seq2seq.scoring import PairScore
 
 DEFAULT_MODEL = paths.BEST_MODEL
 Item = TypeVar("Item")
@@ -285,9 +288,14 @@ class Translator:
         piped slowly is answered before the next one comes. From a file, up to 8 batches' worth go
         together, sorted by length into batches as in evaluate (less padding than in arrival order).
         An error reading the lines is raised after the lines read before it are translated."""
+        return (translation.text for translation in self.translation_stream(lines))
+
+    def translation_stream(self, lines: Iterable[str], n_best: int = 1) -> Iterator[Translation]:
+        """`translate_stream`, with each line's `Translation` (its sentences, up to `n_best` candidates each)."""
+        self.check_n_best(n_best)
         number = 1
         for chunk in available_batches((line.rstrip("\r\n") for line in lines), 8 * self.batch_size):
-            yield from self.translate(chunk, first_number=number)
+            yield from self.translate_paragraphs(self.paragraphs(chunk), first_number=number, n_best=n_best)
             number += len(chunk)
 
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
@@ -297,6 +305,13 @@ class Translator:
         (`Translation.blocks`; `Translation.attention` puts them on the diagonal of one matrix).
         Each has its sentences' candidates (`Translation.sentences`): `n_best` of them at most."""
         return self.translate_paragraphs(self.paragraphs(texts), beam_size, attention, domain, n_best=n_best)
+
+    def score(self, english: list[str], korean: list[str], domain: str | None = None) -> list[PairScore]:
+        """How likely the model finds each Korean sentence as the translation of its English one: a
+        teacher-forced pass (`seq2seq.scoring.score_pairs`), each pair read as one sentence."""
+        from seq2seq.scoring import score_pairs
+
+        return score_pairs(self, english, korean, domain)
 
     def check_n_best(self, n_best: int, beam_size: int | None = None) -> None:
         """`UserError` unless an n-best list of `n_best` fits the search (beam size `beam_size`, else
@@ -318,15 +333,8 @@ class Translator:
         the translator's; an empty sentence translates to an empty one. Each translation has its
         sentences (`Translation.sentences`), each with up to `n_best` candidates, best first
         (`n_best` at most the beam size: `check_n_best`)."""
-        if domain is not None and self.domains is None:
-            raise UserError("this model was trained without domain tags: 'domain' does not apply")
         self.check_n_best(n_best, beam_size)
-        ids = self._source_ids(paragraphs, first_number)
-        if self.domains is not None:
-            tag_ids = tag_ids or [self.domains.tag_id(domain) if domain else self.tag_id] * len(paragraphs)
-            sentence_tags = [tag for tag, paragraph in zip(tag_ids, paragraphs, strict=True)
-                             for _ in paragraph.sentences]
-            ids = [[tag, *sequence] if sequence else [] for tag, sequence in zip(sentence_tags, ids, strict=True)]
+        ids = self.source_ids(paragraphs, domain, tag_ids, first_number)
         hypotheses = self._search(ids, attention, beam_size, n_best)
         candidates = iter(self._candidates(hypotheses))
         sentences = iter(zip(ids, hypotheses, strict=True))
@@ -363,6 +371,20 @@ class Translator:
         texts = iter(self.tokenizer.decode_target([option.tokens for options in n_best for option in options]))
         return [[Candidate(next(texts), option.normalized_score(self.length_penalty), option.score)
                  for option in options] or [Candidate("", 0.0, 0.0)] for options in n_best]
+
+    def source_ids(self, paragraphs: list[Paragraph], domain: str | None = None, tag_ids: list[int] | None = None,
+                   first_number: int = 1) -> list[list[int]]:
+        """What the model reads for every sentence of `paragraphs`: its ids (`_source_ids`) after its
+        domain tag, each paragraph's of `tag_ids`, else `domain`'s, else the translator's (a model
+        without tags: none). An empty sentence stays empty."""
+        if domain is not None and self.domains is None:
+            raise UserError("this model was trained without domain tags: 'domain' does not apply")
+        ids = self._source_ids(paragraphs, first_number)
+        if self.domains is None:
+            return ids
+        tag_ids = tag_ids or [self.domains.tag_id(domain) if domain else self.tag_id] * len(paragraphs)
+        sentence_tags = [tag for tag, paragraph in zip(tag_ids, paragraphs, strict=True) for _ in paragraph.sentences]
+        return [[tag, *sequence] if sequence else [] for tag, sequence in zip(sentence_tags, ids, strict=True)]
 
     def _source_ids(self, paragraphs: list[Paragraph], first_number: int) -> list[list[int]]:
         """The source ids of every sentence of `paragraphs`, cut to the length the model was trained
