@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 
 COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["reverse"], ["backtranslate"], ["train"], ["evaluate"],
-            ["translate"], ["serve"], ["plots"], ["bench"], ["bench", "train"], ["bench", "memory"], ["bench", "scale"],
-            ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
+            ["calibrate"], ["translate"], ["serve"], ["plots"], ["bench"], ["bench", "train"], ["bench", "memory"],
+            ["bench", "scale"], ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "seq2seq")

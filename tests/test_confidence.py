@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from seq2seq.cli import main
 from seq2seq.confidence import (
     LOW_MARK,
     Calibration,
@@ -15,13 +17,14 @@ from seq2seq.confidence import (
     fit_calibration,
     is_low,
     isotonic_knots,
+    missing_calibration_message,
     ranks,
     spearman,
 )
 from seq2seq.errors import UserError
 from seq2seq.serve import ApiError, Limits, create_app, parse_translate_request
 from seq2seq.translate import Translator
-from tests.conftest import running_server
+from tests.conftest import running_server, write_tiny_params
 
 
 def test_ranks_share_the_average_rank_of_ties() -> None:
@@ -184,8 +187,9 @@ def test_http_answers_each_sentences_confidence_and_applies_the_threshold(spread
         assert "sentences" not in http.post("/translate", json={"text": KNOWN}).json()["translations"][0]
         answer = http.post("/translate", json={"text": [KNOWN, f"{KNOWN} {UNKNOWN}"], "confidence": True}).json()
         first, second = answer["translations"]
-        assert first == {"text": plain[0], "sentences": [{"source": KNOWN, "text": plain[0], "confidence": known}]}
-        assert [s["confidence"] for s in second["sentences"]] == [known, unknown]
+        assert first == {"text": plain[0], "confidence": known,
+                         "sentences": [{"source": KNOWN, "text": plain[0], "confidence": known}]}
+        assert [s["confidence"] for s in second["sentences"]] == [known, unknown] and second["confidence"] == unknown
         flagged = http.post("/translate", json={"text": f"{KNOWN} {UNKNOWN}", "min_confidence": threshold}).json()
         assert flagged["translations"][0]["text"] == f"{plain[0]} {LOW_MARK}{plain[1]}"
         assert [s["low_confidence"] for s in flagged["translations"][0]["sentences"]] == [False, True]
@@ -211,3 +215,63 @@ def test_http_confidence_of_an_uncalibrated_model_is_422_naming_the_file(tiny_wo
         answer = httpx.post(f"{url}/translate", json={"text": KNOWN, "confidence": True}, timeout=30)
     assert answer.status_code == 422 and answer.json()["field"] == "confidence"
     assert answer.json()["error"].startswith(f"{calibration_path(model)} not found")
+
+
+def translate_cli(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, ["translate", *args, "--params", "none.yaml"], input=input)
+
+
+def test_translate_confidence_option_gives_each_line_its_confidence(spread_model: Path) -> None:
+    translator = Translator(spread_model, params_path=None)
+    known, unknown = (t.sentences[0].confidence for t in translator.translate_detailed([KNOWN, UNKNOWN]))
+    plain = translator.translate([KNOWN, UNKNOWN])
+    result = translate_cli("--model", str(spread_model), "--confidence", KNOWN, f"{KNOWN} {UNKNOWN}")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{known:.1f}\t{plain[0]}", f"{unknown:.1f}\t{plain[0]} {plain[1]}"]
+    as_json = translate_cli("--model", str(spread_model), "--confidence", "--json", "-", input=f"{KNOWN} {UNKNOWN}\n")
+    line = json.loads(as_json.stdout)
+    assert line["confidence"] == unknown and [s["confidence"] for s in line["sentences"]] == [known, unknown]
+
+
+def test_translate_withhold_leaves_low_sentences_out_with_a_note(spread_model: Path) -> None:
+    translator = Translator(spread_model, params_path=None)
+    known, unknown = (t.sentences[0].confidence for t in translator.translate_detailed([KNOWN, UNKNOWN]))
+    threshold = f"{(known + unknown) / 2:.1f}"
+    plain = translator.translate([KNOWN])[0]
+    flagged = translate_cli("--model", str(spread_model), "--min-confidence", threshold, "-",
+                            input=f"{KNOWN}\n{UNKNOWN}\n")
+    assert flagged.exit_code == 0 and flagged.stdout.splitlines()[0] == plain
+    assert flagged.stdout.splitlines()[1].startswith(LOW_MARK)
+    withheld = translate_cli("--model", str(spread_model), "--min-confidence", threshold, "--withhold", "-",
+                             input=f"{KNOWN}\n{UNKNOWN}\n")
+    assert withheld.exit_code == 0 and withheld.stdout == f"{plain}\n\n"
+    assert withheld.stderr == f"warning: line 2 withheld: confidence {unknown:.1f} is below {float(threshold):g}\n"
+
+
+@pytest.mark.parametrize("args", [["--confidence"], ["--min-confidence", "10"]])
+def test_translate_confidence_without_calibration_is_one_line(tiny_workdir: Path, args: list[str]) -> None:
+    model = tiny_workdir / "models/model/best.pt"
+    result = translate_cli("--model", str(model), *args, KNOWN)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"error: {missing_calibration_message(model)}\n"
+    assert "seq2seq calibrate --model" in result.stderr
+
+
+def test_withhold_needs_a_threshold(spread_model: Path) -> None:
+    result = translate_cli("--model", str(spread_model), "--withhold", KNOWN)
+    assert result.exit_code == 1 and "--withhold needs --min-confidence" in result.stderr
+
+
+def test_calibrate_command(tiny_workdir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "best.pt"
+    shutil.copy(tiny_workdir / "models/model/best.pt", model)
+    write_tiny_params(tmp_path)
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(model), "--prepared",
+                                       str(tiny_workdir / "data/prepared"), "--metrics", str(tmp_path / "m.json"),
+                                       "--params", str(tmp_path / "params.yaml"), "--test-sentences", "0",
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"wrote {calibration_path(model)}; Spearman with sentence chrF: valid ")
+    assert "test" not in json.loads((tmp_path / "m.json").read_text())
+    missing = CliRunner().invoke(main, ["calibrate", "--model", str(tmp_path / "none.pt")])
+    assert missing.exit_code == 1 and missing.stderr.startswith(f"error: {tmp_path / 'none.pt'} not found")
