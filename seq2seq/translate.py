@@ -218,6 +218,9 @@ class Translator:
     its default domain) before each sentence. With `params_path` None, settings left out take the
     built-in defaults. With `sample_seed`, each output token is sampled (from a generator seeded
     with it, so the outputs are reproducible) instead of searched for: the beam size is then unused.
+    With the model's calibration beside it (`seq2seq.confidence`), each sentence gets its
+    confidence; `min_confidence` flags the sentences below it in the texts, or `withhold` leaves
+    them out (with a warning each).
     """
 
     def __init__(
