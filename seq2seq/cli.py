@@ -237,6 +237,40 @@ def evaluate(params_path: Path, model_path: Path, prepared_dir: Path, device: st
 
 @main.command()
 @PARAMS
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
+              show_default=True, help="The checkpoint to calibrate.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="The calibration file (default: beside the model, NAME.confidence.json, where translate reads it).")
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path), default=paths.PREPARED,
+              show_default=True, help="The prepared splits: fitted on valid, measured on test.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=paths.CONFIDENCE_METRICS,
+              show_default=True, help="Spearman of the confidence with sentence chrF, valid and test (JSON).")
+@click.option("--valid-sentences", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="N valid sentences, spread over the split, are decoded and fitted on.")
+@click.option("--test-sentences", type=click.IntRange(min=0),
+              help="N test sentences, spread over the split, measure the confidence (default: all; 0: none).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to decode (auto: a CUDA GPU if there is one).")
+def calibrate(params_path: Path, model_path: Path, out_path: Path | None, prepared_dir: Path, metrics_path: Path,
+              valid_sentences: int, test_sentences: int | None, device: str) -> None:
+    """Fit the per-sentence confidence (expected sentence chrF) of a model on the valid split."""
+    from seq2seq.calibrate import calibrate as run
+    from seq2seq.confidence import calibration_path
+    from seq2seq.config import load_params
+    from seq2seq.files import check_output
+
+    out_path = out_path or calibration_path(model_path)
+    check_output(metrics_path)
+    check_output(out_path)
+    metrics = run(model_path, prepared_dir, out_path, metrics_path, load_params(params_path).evaluate,
+                  valid_sentences, test_sentences, device)
+    click.echo(f"wrote {out_path}; Spearman with sentence chrF: valid "
+               f"{metrics['valid']['spearman_confidence']}" + (f", test {metrics['test']['spearman_confidence']}"
+                                                               if "test" in metrics else ""))
+
+
+@main.command()
+@PARAMS
 @click.option("--resume", is_flag=True, help="Continue from MODEL_DIR/last.pt where it stopped.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=paths.REVERSE_MODEL, show_default=True,
               help="Where the trained model's best.pt goes (or, when off, a note saying so).")
@@ -356,11 +390,20 @@ def plots() -> None:
               "standard input.")
 @click.option("--output", "output_path", type=click.Path(path_type=Path), help="Write this file (whole, "
               "or not at all) instead of standard output.")
+@click.option("--confidence", "show_confidence", is_flag=True,
+              help="Give each translation's confidence, the expected sentence chrF (0-100) of its least confident "
+                   "sentence, just before the text (with --json, each sentence's too); needs `seq2seq calibrate`.")
+@click.option("--min-confidence", type=click.FloatRange(min=0, max=100),
+              help="Flag each sentence whose confidence is below this with [?] (--withhold: leave it out).")
+@click.option("--withhold", is_flag=True,
+              help="With --min-confidence: leave low-confidence sentences out (a line of only such sentences is "
+                   "empty), each noted on stderr.")
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
               domain: str | None, quantize: bool, split_sentences: bool, n_best: int, scores: bool, as_json: bool,
               alignments: bool, file_format: str, input_path: Path | None, output_path: Path | None,
-              params_path: Path, **decoding: int | float | None) -> None:
+              show_confidence: bool, min_confidence: float | None, withhold: bool, params_path: Path,
+              **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
 
@@ -372,6 +415,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
+    if withhold and min_confidence is None:
+        raise UserError("--withhold needs --min-confidence: the confidence below which a sentence is left out")
     from seq2seq.files import check_output
     from seq2seq.formats import Shown, output_lines
     from seq2seq.translate import Translator, decode_lines, plot_attention
@@ -392,8 +437,11 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         documents = [read_document(input_path, sys.stdin.buffer)] if from_stdin else [(s, "<argument>")
                                                                                         for s in sentences]
     translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
-                            split_sentences=split_sentences, params_path=params_path, **decoding)
+                            split_sentences=split_sentences, params_path=params_path, min_confidence=min_confidence,
+                            withhold=withhold, **decoding)
     translator.check_n_best(n_best)
+    if show_confidence:
+        translator.require_calibration()
     if file_format != "txt":
         from seq2seq.markup import translate_document, translator_aligner
 
@@ -406,7 +454,7 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         translations = translator.translation_stream(lines, n_best, alignments)
     else:
         translations = translator.translate_detailed(list(sentences), n_best=n_best, alignments=alignments)
-    output = output_lines(translations, Shown(scores, n_best, alignments), as_json)
+    output = output_lines(translations, Shown(scores, n_best, alignments, show_confidence, min_confidence), as_json)
     if output_path:
         _write_or_echo(output_path, "".join(line + "\n" for line in output))
     for line in [] if output_path else output:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seq2seq.alignment import pharaoh
+from seq2seq.confidence import is_low
 from seq2seq.translate import Candidate, SentenceTranslation, Translation
 
 DIGITS = 6  # of the scores in JSON; TSV rows show 4
@@ -21,17 +22,20 @@ DIGITS = 6  # of the scores in JSON; TSV rows show 4
 @dataclass(frozen=True)
 class Shown:
     """What a translation shows beyond its text: `scores` (each candidate's length-normalised
-    log-probability `score` and plain `log_prob`), an n-best list of `n_best` candidates, and the
-    best candidate's word `alignments` (`seq2seq.alignment`)."""
+    log-probability `score` and plain `log_prob`), an n-best list of `n_best` candidates, the best
+    candidate's word `alignments` (`seq2seq.alignment`), and each sentence's `confidence` (expected
+    chrF, `seq2seq.confidence`), flagged below `min_confidence`."""
 
     scores: bool = False
     n_best: int = 1
     alignments: bool = False
+    confidence: bool = False
+    min_confidence: float | None = None
 
     @property
     def anything(self) -> bool:
         """Whether anything beyond the text is asked for."""
-        return self.scores or self.n_best > 1 or self.alignments
+        return self.scores or self.n_best > 1 or self.alignments or self.confidence
 
 
 TEXT_ONLY = Shown()
@@ -61,11 +65,16 @@ def candidate_json(candidate: Candidate, shown: Shown) -> dict[str, Any]:
 
 def sentence_json(sentence: SentenceTranslation, shown: Shown) -> dict[str, Any]:
     """One sentence: its source and best text; with `shown.scores` the best one's score and
-    log_prob; with an n-best list asked for, its `candidates`, best first."""
+    log_prob; with an n-best list asked for, its `candidates`, best first; with `shown.confidence`
+    its confidence (null for an empty sentence) and, under a threshold, whether it is below."""
     result: dict[str, Any] = {"source": sentence.source, "text": sentence.text}
     if shown.scores:
         best = sentence.candidates[0]
         result |= _scores_json(best.score, best.log_prob)
+    if shown.confidence:
+        result["confidence"] = sentence.confidence
+        if shown.min_confidence is not None:
+            result["low_confidence"] = is_low(sentence.confidence, shown.min_confidence)
     if shown.n_best > 1:
         result["candidates"] = [candidate_json(candidate, shown) for candidate in sentence.candidates]
     if shown.alignments:
@@ -77,14 +86,22 @@ def _pairs_json(pairs: list[tuple[int, int]] | None) -> list[list[int]]:
     return [list(pair) for pair in pairs or []]
 
 
+def line_confidence(sentences: list[SentenceTranslation]) -> float | None:
+    """A text's confidence: its least confident sentence's (None for a blank text, or uncalibrated)."""
+    return min((sentence.confidence for sentence in sentences if sentence.confidence is not None), default=None)
+
+
 def details_json(translation: Translation, shown: Shown) -> dict[str, Any]:
     """What a text's JSON object holds beside its "text": with `shown.scores`, the text's score and
-    log_prob (`line_scores`); and its `sentences` (`sentence_json`), where n-best lists are."""
+    log_prob (`line_scores`); with `shown.confidence` its confidence (`line_confidence`); and its
+    `sentences` (`sentence_json`), where n-best lists are."""
     result: dict[str, Any] = {}
     if shown.scores:
         result |= _scores_json(*line_scores(translation.sentences))
     if shown.alignments:
         result["alignment"] = _pairs_json(translation.alignment)  # word pairs counted over the whole text
+    if shown.confidence:
+        result["confidence"] = line_confidence(translation.sentences)
     result["sentences"] = [sentence_json(sentence, shown) for sentence in translation.sentences]
     return result
 
@@ -102,15 +119,26 @@ def tsv_rows(translation: Translation, shown: Shown, line: int) -> list[str]:
     score (`line_scores`), with `shown.alignments` its word pairs (`i-j i-j`, counted over the whole
     text; empty for a blank line). With one: a row per candidate of each sentence, best first,
     `line<TAB>sentence<TAB>rank<TAB>[score<TAB>]text`; a blank line has no sentences, so no row.
+    With `shown.confidence`, the confidence comes just before the text: the text's
+    (`line_confidence`, empty for a blank line) or, in n-best rows, the sentence's.
     """
     if shown.n_best == 1:
         fields = [f"{line_scores(translation.sentences)[0]:.4f}"] if shown.scores else []
         if shown.alignments:
             fields.append(pharaoh(translation.alignment or []))
-        return ["\t".join([*fields, translation.text])]
-    return [f"{line}\t{number}\t{rank}\t" + (f"{candidate.score:.4f}\t" if shown.scores else "") + candidate.text
+        confidence = _confidence_field(line_confidence(translation.sentences), shown)
+        return ["".join(field + "\t" for field in fields) + confidence + translation.text]
+    return [f"{line}\t{number}\t{rank}\t" + (f"{candidate.score:.4f}\t" if shown.scores else "")
+            + _confidence_field(sentence.confidence, shown) + candidate.text
             for number, sentence in enumerate(translation.sentences, start=1)
             for rank, candidate in enumerate(sentence.candidates, start=1)]
+
+
+def _confidence_field(confidence: float | None, shown: Shown) -> str:
+    """The confidence column of a TSV row (with its tab), when asked for."""
+    if not shown.confidence:
+        return ""
+    return ("" if confidence is None else f"{confidence:.1f}") + "\t"
 
 
 def output_lines(translations: Iterable[Translation], shown: Shown, as_json: bool) -> Iterator[str]:

@@ -25,5 +25,6 @@ MONO = Path("data/mono")  # Korean monolingual text: one sentence a line, in *.k
 REVERSE_RUN = Path("models/reverse-run")  # the reverse model's checkpoints and log while it trains
 REVERSE_MODEL = Path("models/reverse")  # best.pt of the Korean->English model, or a note that it is off
 REVERSE_SUMMARY = Path("metrics/reverse.json")
+CONFIDENCE_METRICS = Path("metrics/confidence.json")  # how well the per-sentence confidence ranks sentences
 BACKTRANSLATED = Path("data/backtranslated")  # synthetic pairs: train.en (machine English), train.ko
 DISTILLED = Path("data/distilled")  # a teacher's Korean for the train English, and its card; or OFF.md

@@ -7,6 +7,9 @@
                         n_best > 1, scores or alignments, its score, word alignment and sentences
                         (`seq2seq.formats.details_json`); with format "html" or "md", each text is
                         markup, translated with its tags kept (`seq2seq.markup`)
+                     "confidence": true gives each sentence its confidence (expected sentence chrF);
+                        "min_confidence": X flags those below ("low_confidence", and [?] in the
+                        text), "withhold": true leaves them out
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -38,13 +41,14 @@ from starlette.routing import Route
 from seq2seq.alignment import Method
 from seq2seq.batcher import Batcher, QueueFull, TimedOut
 from seq2seq.checkpoint import read_checkpoint
+from seq2seq.confidence import missing_calibration_message
 from seq2seq.config import EvaluateConfig
 from seq2seq.errors import UserError
 from seq2seq.fonts import web_font_bytes
 from seq2seq.formats import TEXT_ONLY, Shown, details_json
 from seq2seq.markup import escape_html
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
-from seq2seq.translate import Paragraph, Translation, Translator, split_paragraphs
+from seq2seq.translate import Paragraph, Translation, Translator, apply_threshold, split_paragraphs
 
 STATIC_DIR = Path(__file__).parent / "static"
 MARKUP_FORMATS = ("text", "html", "md")
@@ -92,8 +96,9 @@ class TranslateRequest:
     beam: int
     attention: bool
     domain: str | None  # None: the model's default domain tag
-    shown: Shown = TEXT_ONLY  # scores, n-best lists and alignments asked for
+    shown: Shown = TEXT_ONLY  # scores, n-best lists, alignments and confidence asked for
     markup: str = "text"  # or "html", "md": each text is a document (`seq2seq.markup`)
+    withhold: bool = False  # sentences below shown.min_confidence are left out, not flagged
 
     @property
     def settings(self) -> SearchSettings:
@@ -102,10 +107,12 @@ class TranslateRequest:
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
-                            split: Callable[[list[str]], list[Paragraph]] = split_paragraphs) -> TranslateRequest:
+                            split: Callable[[list[str]], list[Paragraph]] = split_paragraphs,
+                            calibration: str | None = None) -> TranslateRequest:
     """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong.
     `domains` are the model's domain groups (None: trained without domain tags); `split` makes the
-    texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts."""
+    texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts; `calibration` is
+    why the model cannot give a confidence (None: it can)."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an integer of over 4,300 digits
@@ -114,7 +121,8 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(400, "body", "the body nests too deeply to be a translation request") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
-    known = ("text", "beam", "attention", "domain", "n_best", "scores", "alignments", "format")
+    known = ("text", "beam", "attention", "domain", "n_best", "scores", "alignments", "format", "confidence",
+             "min_confidence", "withhold")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
@@ -164,7 +172,29 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
         raise ApiError(422, "domain", "this model has no domain tags: leave domain out")
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
-    return TranslateRequest(paragraphs, sentences, beam, attention, domain, Shown(scores, n_best, alignments), markup)
+    confidence, min_confidence, withhold = parse_confidence(data, calibration)
+    return TranslateRequest(paragraphs, sentences, beam, attention, domain,
+                            Shown(scores, n_best, alignments, confidence, min_confidence), markup, withhold)
+
+
+def parse_confidence(data: dict[str, Any], calibration: str | None) -> tuple[bool, float | None, bool]:
+    """The request's (confidence, min_confidence, withhold); `ApiError` naming the field when wrong,
+    or when a confidence is asked of a model without calibration (`calibration` says why)."""
+    confidence, min_confidence, withhold = data.get("confidence", False), data.get("min_confidence"), \
+        data.get("withhold", False)
+    if not isinstance(confidence, bool):
+        raise ApiError(422, "confidence", "confidence must be true or false")
+    if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int | float)
+                                       or not 0 <= min_confidence <= 100):
+        raise ApiError(422, "min_confidence", "min_confidence must be a number from 0 to 100 (an expected chrF)")
+    if not isinstance(withhold, bool):
+        raise ApiError(422, "withhold", "withhold must be true or false")
+    if withhold and min_confidence is None:
+        raise ApiError(422, "withhold", "withhold needs min_confidence: the confidence below which to withhold")
+    asked = confidence or min_confidence is not None
+    if asked and calibration is not None:
+        raise ApiError(422, "min_confidence" if min_confidence is not None else "confidence", calibration)
+    return asked, min_confidence, withhold
 
 
 def translation_json(translation: Translation, shown: Shown = TEXT_ONLY) -> dict[str, Any]:
@@ -190,9 +220,15 @@ def translation_json(translation: Translation, shown: Shown = TEXT_ONLY) -> dict
     return result
 
 
-def translations_response(translations: list[Translation], beam: int, shown: Shown = TEXT_ONLY) -> JSONResponse:
+def translations_response(translations: list[Translation], beam: int, request: TranslateRequest | None = None
+                          ) -> JSONResponse:
     """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
-    after the search, and the search thread and the event loop have other requests to serve)."""
+    after the search, and the search thread and the event loop have other requests to serve), with
+    what `request` asked for; a confidence threshold flags or withholds sentences first."""
+    shown = request.shown if request is not None else TEXT_ONLY
+    if request is not None and shown.min_confidence is not None:
+        for translation, paragraph in zip(translations, request.paragraphs, strict=True):
+            apply_threshold(translation, paragraph, shown.min_confidence, request.withhold)
     return JSONResponse({"translations": [translation_json(t, shown) for t in translations], "beam": beam})
 
 
@@ -213,6 +249,7 @@ def model_info(translator: Translator, model_path: Path) -> dict[str, Any]:
         "default_beam": translator.beam_size,
         "domains": list(translator.domains.groups) if translator.domains else None,
         "default_domain": translator.domains.default if translator.domains else None,
+        "calibrated": translator.calibration is not None,  # translations can carry a confidence
     }
 
 
@@ -245,6 +282,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
                           limits.batch_sentences, limits.batch_wait_s, limits.queue_size, limits.timeout_s)
 
     open_requests = 0  # touched on the event loop only
+    calibration = None if translator.calibration else missing_calibration_message(model_path)
 
     async def translate(request: Request) -> Response:
         nonlocal open_requests
@@ -253,7 +291,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         open_requests += 1
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
-                                             limits, info["domains"], translator.paragraphs)
+                                             limits, info["domains"], translator.paragraphs, calibration)
             if parsed.markup != "text":
                 return await _translate_markup(parsed, batcher)
             translations = await batcher.submit(parsed.paragraphs, parsed.settings, parsed.sentences)
@@ -265,7 +303,7 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
             return _error(504, f"no translation within {batcher.timeout_s:g} s: retry, or send fewer sentences")
         finally:
             open_requests -= 1
-        return await run_in_threadpool(translations_response, translations, parsed.beam, parsed.shown)
+        return await run_in_threadpool(translations_response, translations, parsed.beam, parsed)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

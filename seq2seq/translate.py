@@ -23,6 +23,7 @@ import torch
 from seq2seq import paths
 from seq2seq.alignment import Method, joined_alignment, word_alignment
 from seq2seq.checkpoint import load_model
+from seq2seq.confidence import Calibration, is_low, missing_calibration_message, shown_text
 from seq2seq.config import decoding_settings
 from seq2seq.device import pick_device
 from seq2seq.domains import Domains
@@ -62,6 +63,7 @@ class SentenceTranslation:
     # (source word i, target word j) pairs of `source` and `text` (whitespace-separated words, from
     # 0), from the attention: `seq2seq.alignment`; None unless asked for ([] for an empty sentence)
     alignment: list[tuple[int, int]] | None = None
+    confidence: float | None = None  # expected sentence chrF (seq2seq.confidence); None: no calibration, or empty
 
 
 @dataclass
@@ -202,6 +204,22 @@ def available_batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
             return
 
 
+def apply_threshold(translation: Translation, paragraph: Paragraph, min_confidence: float, withhold: bool) -> None:
+    """Flag (`LOW_MARK` before it) or, with `withhold`, leave out each sentence of `translation` (of
+    `paragraph`) whose confidence is below `min_confidence`: a withheld sentence's text is empty, in
+    `translation.text` and in its `sentences` (its candidates keep what the search found)."""
+    translation.text = paragraph.join([shown_text(sentence.text, sentence.confidence, min_confidence, withhold)
+                                       for sentence in translation.sentences])
+    for sentence in translation.sentences:
+        if withhold and is_low(sentence.confidence, min_confidence):
+            sentence.text = ""
+
+
+def sentence_place(number: int, index: int, count: int) -> str:
+    """Where a sentence is, for a message: line `number`, and sentence `index` of its `count` if several."""
+    return f"line {number}" if count == 1 else f"line {number} (sentence {index} of {count})"
+
+
 class Translator:
     """A loaded model plus decoding settings.
 
@@ -213,6 +231,9 @@ class Translator:
     its default domain) before each sentence. With `params_path` None, settings left out take the
     built-in defaults. With `sample_seed`, each output token is sampled (from a generator seeded
     with it, so the outputs are reproducible) instead of searched for: the beam size is then unused.
+    With the model's calibration beside it (`seq2seq.confidence`), each sentence gets its
+    confidence; `min_confidence` flags the sentences below it in the texts, or `withhold` leaves
+    them out (with a warning each).
     """
 
     def __init__(
@@ -230,6 +251,8 @@ class Translator:
         split_sentences: bool = True,
         params_path: str | Path | None = "params.yaml",
         sample_seed: int | None = None,
+        min_confidence: float | None = None,
+        withhold: bool = False,
     ) -> None:
         settings = decoding_settings(params_path, beam_size=beam_size, length_penalty=length_penalty,
                                      max_output_ratio=max_output_ratio, batch_size=batch_size,
@@ -252,6 +275,18 @@ class Translator:
         self.split_sentences = split_sentences
         self.warn = warn
         self.sampler = None if sample_seed is None else torch.Generator().manual_seed(sample_seed)
+        self.model_path = model_path
+        self.calibration = Calibration.beside(model_path)
+        self.min_confidence, self.withhold = min_confidence, withhold
+        if min_confidence is not None:
+            self.require_calibration()
+
+    def require_calibration(self) -> Calibration:
+        """The model's calibration (what gives each sentence its `confidence`); a `UserError`
+        naming the file to make where the model has none."""
+        if self.calibration is None:
+            raise UserError(missing_calibration_message(self.model_path))
+        return self.calibration
 
     def paragraphs(self, texts: list[str]) -> list[Paragraph]:
         """Each text as its sentences and layout (`split_paragraphs`, splitting as this translator does)."""
@@ -329,10 +364,14 @@ class Translator:
         candidates = iter(self._candidates(hypotheses))
         sentences = iter(zip(ids, hypotheses, strict=True))
         results = []
-        for paragraph in paragraphs:
+        for number, paragraph in enumerate(paragraphs, start=first_number):
             found = [next(sentences) for _ in paragraph.sentences]
             translated = [SentenceTranslation(source, options[0].text, options)
                           for source, options in zip(paragraph.sentences, candidates, strict=False)]
+            if self.calibration is not None:
+                for sentence, (_, hypothesis) in zip(translated, found, strict=True):
+                    if hypothesis:
+                        sentence.confidence = self.calibration.confidence(hypothesis.score, len(hypothesis.tokens))
             text = paragraph.join([sentence.text for sentence in translated])
             if alignments:
                 for sentence, (source, hypothesis) in zip(translated, found, strict=True):
@@ -341,8 +380,18 @@ class Translator:
             drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
+            if self.min_confidence is not None:
+                self._note_withheld(number, translated)
+                apply_threshold(translation, paragraph, self.min_confidence, self.withhold)
             results.append(translation)
         return results
+
+    def _note_withheld(self, number: int, sentences: list[SentenceTranslation]) -> None:
+        """Warn of each sentence of text `number` withheld for its low confidence."""
+        for index, sentence in enumerate(sentences, start=1):
+            if self.withhold and is_low(sentence.confidence, self.min_confidence):
+                self.warn(f"{sentence_place(number, index, len(sentences))} withheld: confidence "
+                          f"{sentence.confidence:.1f} is below {self.min_confidence:g}")
 
     def _candidates(self, hypotheses: list[Hypothesis | None]) -> list[list[Candidate]]:
         """Each sentence's candidates (its hypothesis and their alternatives, decoded together);
@@ -375,8 +424,8 @@ class Translator:
                   for index in range(1, len(paragraph.sentences) + 1))
         for sequence, (number, index, count) in zip(ids, places, strict=True):
             if len(sequence) > self.max_input_tokens:
-                where = f"line {number}" if count == 1 else f"line {number} (sentence {index} of {count})"
-                self.warn(f"{where} has {len(sequence)} tokens; translating its first {self.max_input_tokens}")
+                self.warn(f"{sentence_place(number, index, count)} has {len(sequence)} tokens; "
+                          f"translating its first {self.max_input_tokens}")
                 del sequence[self.max_input_tokens :]
         return ids
 

@@ -71,3 +71,28 @@ def test_demo_page_translates_and_draws_the_attention(browser, tiny_workdir: Pat
         wait.until(lambda b: "empty" in b.find_element(By.ID, "error").text)
         assert browser.find_element(By.ID, "output").text == ""
         assert browser.find_elements(By.CSS_SELECTOR, "#heatmap td") == []
+
+
+def test_demo_page_shows_each_sentences_confidence(browser, tiny_workdir: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from seq2seq.confidence import Calibration, calibration_path
+
+    model_path = tmp_path / "best.pt"
+    shutil.copy(tiny_workdir / "models/model/best.pt", model_path)
+    Calibration([(-3.0, 0.0), (0.0, 100.0)], length_penalty=1.0, sentences=40, beam_size=3).save(
+        calibration_path(model_path))
+    with running_server(create_app(Translator(model_path, beam_size=3), model_path)) as url:
+        browser.get(url)
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda b: "parameters" in b.find_element(By.ID, "info").text)
+        source = browser.find_element(By.ID, "source")
+        source.clear()
+        source.send_keys("She bought a book yesterday. Quantum zebras juggle purple volcanoes.")
+        browser.find_element(By.ID, "translate").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#confidence .badge")) == 2)
+        badges = [badge.text for badge in browser.find_elements(By.CSS_SELECTOR, "#confidence .badge")]
+        assert all(re.fullmatch(r"[12]: \d+\.\d", badge) for badge in badges), badges
+        first, second = (float(badge.split(": ")[1]) for badge in badges)
+        assert first > second  # the sentence it learnt is the more confident

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from seq2seq.cli import main
 
 COMMANDS = [[], ["prepare"], ["tokenizer"], ["encode"], ["reverse"], ["backtranslate"], ["distill"], ["train"],
-            ["evaluate"], ["translate"], ["serve"], ["plots"], ["params"], ["bench"], ["bench", "train"], ["bench", "memory"],
+            ["evaluate"], ["calibrate"], ["translate"], ["serve"], ["plots"], ["params"], ["bench"], ["bench", "train"],
+            ["bench", "memory"],
             ["bench", "scale"], ["bench", "step"], ["bench", "translate"], ["bench", "decode"], ["bench", "serve"]]
 
 

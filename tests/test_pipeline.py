@@ -34,13 +34,14 @@ def test_dvc_repro_runs_every_stage(tmp_path: Path) -> None:
     dvc("repro", cwd=tmp_path)
     for output in ("data/prepared/train.ko", "models/tokenizer/ko.model", "data/encoded/train.ko.ids",
                    "models/model/best.pt", "reports/hypotheses.ko", "reports/samples.md", "plots/valid_chrf.png",
-                   "plots/test_chrf_by_source.png", "dvc.lock"):
+                   "plots/test_chrf_by_source.png", "models/model/best.confidence.json", "metrics/confidence.json",
+                   "dvc.lock"):
         assert (tmp_path / output).exists(), output
     evaluation = json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert evaluation["test"]["chrf"] > 50
     stages = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
     assert set(stages) == {"prepare", "tokenizer", "encode", "reverse", "backtranslate", "distill", "train", "evaluate",
-                           "plots"}
+                           "calibrate", "plots"}
     assert (tmp_path / "models/reverse/OFF.md").exists()  # back-translation is off by default
     assert (tmp_path / "data/backtranslated/train.en").read_text() == ""
     assert (tmp_path / "data/distilled/OFF.md").exists()  # so is distillation
