@@ -304,15 +304,14 @@ class Translator:
         self.check_n_best(n_best, beam_size)
         ids = self.source_ids(paragraphs, domain, tag_ids, first_number)
         hypotheses = self._search(ids, attention, beam_size, n_best)
-        candidates = iter(self._candidates(hypotheses))
-        sentences = iter(zip(ids, hypotheses, strict=True))
+        sentences = iter(zip(ids, hypotheses, self._candidates(hypotheses), strict=True))
         results = []
         for paragraph in paragraphs:
             found = [next(sentences) for _ in paragraph.sentences]
-            translated = [SentenceTranslation(source, options[0].text, options)
-                          for source, options in zip(paragraph.sentences, candidates, strict=False)]
+            translated = [SentenceTranslation(sentence, options[0].text, options)
+                          for sentence, (_, _, options) in zip(paragraph.sentences, found, strict=True)]
             text = paragraph.join([sentence.text for sentence in translated])
-            drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
+            drawn = [(source, hypothesis) for source, hypothesis, _ in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
             results.append(translation)
