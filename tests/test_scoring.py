@@ -201,4 +201,4 @@ def test_bench_scoring_reports_the_three_runs_and_their_ratios(tiny_workdir: Pat
     assert [row[0].strip() for row in rows] == ["translate, beam 3",
                                                 "translate, beam 3, n-best 2 + scores (JSON Lines)",
                                                 "score the reference pairs (teacher-forced)"]
-    assert rows[0][3].strip() == "1.00x" and all(float(row[1]) > 0 for row in rows)
+    assert rows[0][4].strip() == "1.00x" and all(float(row[1]) > 0 for row in rows)
