@@ -361,23 +361,20 @@ class Translator:
         self.check_n_best(n_best, beam_size)
         ids = self.source_ids(paragraphs, domain, tag_ids, first_number)
         hypotheses = self._search(ids, attention or alignments, beam_size, n_best)
-        candidates = iter(self._candidates(hypotheses))
-        sentences = iter(zip(ids, hypotheses, strict=True))
+        sentences = iter(zip(ids, hypotheses, self._candidates(hypotheses), strict=True))
         results = []
         for number, paragraph in enumerate(paragraphs, start=first_number):
             found = [next(sentences) for _ in paragraph.sentences]
-            translated = [SentenceTranslation(source, options[0].text, options)
-                          for source, options in zip(paragraph.sentences, candidates, strict=False)]
-            if self.calibration is not None:
-                for sentence, (_, hypothesis) in zip(translated, found, strict=True):
-                    if hypothesis:
-                        sentence.confidence = self.calibration.confidence(hypothesis.score, len(hypothesis.tokens))
-            text = paragraph.join([sentence.text for sentence in translated])
-            if alignments:
-                for sentence, (source, hypothesis) in zip(translated, found, strict=True):
+            translated = [SentenceTranslation(sentence, options[0].text, options)
+                          for sentence, (_, _, options) in zip(paragraph.sentences, found, strict=True)]
+            for sentence, (source, hypothesis, _) in zip(translated, found, strict=True):
+                if hypothesis and self.calibration is not None:
+                    sentence.confidence = self.calibration.confidence(hypothesis.score, len(hypothesis.tokens))
+                if alignments:
                     sentence.alignment = (word_alignment(*self._pieces(source, hypothesis), alignment_method)
                                           if hypothesis else [])
-            drawn = [(source, hypothesis) for source, hypothesis in found if hypothesis] if attention else []
+            text = paragraph.join([sentence.text for sentence in translated])
+            drawn = [(source, hypothesis) for source, hypothesis, _ in found if hypothesis] if attention else []
             translation = self._with_attention(text, drawn) if drawn else Translation(text)
             translation.sentences = translated
             if self.min_confidence is not None:

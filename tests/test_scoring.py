@@ -190,3 +190,15 @@ def test_scoring_runs_no_python_loop_over_steps() -> None:
     model.decoder.rnn.register_forward_hook(lambda *_: calls.append(1))
     teacher_forced_log_probs(model, *padded([[4, 5, 6]]), [[4, 5, 6, 4, 5, 6]])
     assert calls == [1]
+
+
+def test_bench_scoring_reports_the_three_runs_and_their_ratios(tiny_workdir: Path) -> None:
+    from seq2seq.bench.decoding import bench_scoring
+
+    lines = list(bench_scoring(tiny_workdir / "models/model/best.pt", tiny_workdir / "data/prepared", "test",
+                               limit=6, beam_size=3, n_best=2, batch_size=4, rounds=1))
+    rows = [line.split("|")[1:-1] for line in lines[3:]]
+    assert [row[0].strip() for row in rows] == ["translate, beam 3",
+                                                "translate, beam 3, n-best 2 + scores (JSON Lines)",
+                                                "score the reference pairs (teacher-forced)"]
+    assert rows[0][4].strip() == "1.00x" and all(float(row[1]) > 0 for row in rows)

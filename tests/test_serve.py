@@ -156,6 +156,11 @@ def test_health_info_and_page(client: httpx.Client, tiny_workdir: Path) -> None:
     (json.dumps({"text": "Hi.", "attention": "yes"}).encode(), 422, "attention"),
     (json.dumps({"text": "Hi.", "domain": "news"}).encode(), 422, "domain"),
     (json.dumps({"text": "Hi.", "beams": 2}).encode(), 422, "beams"),
+    (json.dumps({"text": "Hi.", "n_best": 4}).encode(), 422, "n_best"),  # above the default beam, 3
+    (json.dumps({"text": "Hi.", "beam": 2, "n_best": 3}).encode(), 422, "n_best"),
+    (json.dumps({"text": "Hi.", "n_best": 0}).encode(), 422, "n_best"),
+    (json.dumps({"text": "Hi.", "n_best": True}).encode(), 422, "n_best"),
+    (json.dumps({"text": "Hi.", "scores": 1}).encode(), 422, "scores"),
     (b"[" * 1500, 400, "body"),  # nested past Python's recursion limit
 ])
 def test_bad_requests_get_a_json_error_naming_the_field(client: httpx.Client, body: bytes, status: int,
@@ -358,3 +363,22 @@ def test_bench_serve_reports_how_an_overload_is_answered(model_path: Path) -> No
     assert other == 0 and answered + refused + gave_up == pytest.approx(100, abs=2)
     assert answered > 0
     assert float(lines[-1].split("|")[7]) < 1000 * (0.5 + 1.0)  # answered within the deadline (and the search)
+
+
+def test_n_best_and_scores_give_each_sentences_candidates(client: httpx.Client, translator: Translator) -> None:
+    first, second = english(2)
+    plain = client.post("/translate", json={"text": [f"{first} {second}", second]}).json()
+    assert set(plain["translations"][0]) == {"text"}  # nothing more unless asked for
+    answer = client.post("/translate", json={"text": [f"{first} {second}", second], "n_best": 3, "scores": True})
+    assert answer.status_code == 200, answer.text
+    both, alone = answer.json()["translations"]
+    assert [both["text"], alone["text"]] == [t["text"] for t in plain["translations"]]
+    assert [s["source"] for s in both["sentences"]] == [first, second]
+    expected = translator.translate_detailed([second], n_best=3)[0].sentences[0].candidates
+    candidates = alone["sentences"][0]["candidates"]
+    assert [c["text"] for c in candidates] == [c.text for c in expected]
+    assert [c["log_prob"] for c in candidates] == pytest.approx([c.log_prob for c in expected], abs=1e-4)
+    assert (alone["score"], alone["log_prob"]) == (candidates[0]["score"], candidates[0]["log_prob"])
+    scores_only = client.post("/translate", json={"text": second, "scores": True}).json()["translations"][0]
+    assert "candidates" not in scores_only["sentences"][0]
+    assert scores_only["score"] == pytest.approx(candidates[0]["score"], abs=1e-4)

@@ -1,3 +1,4 @@
+import json
 import re
 import select
 import shutil
@@ -435,3 +436,56 @@ def test_n_best_beyond_the_beam_is_a_user_error(model_path: str) -> None:
         translator.translate_detailed(["Hello."], n_best=4)
     with pytest.raises(UserError, match="n-best list needs a beam search"):
         Translator(model_path, sample_seed=1).translate_detailed(["Hello."], n_best=2)
+
+
+def test_scores_and_n_best_as_tab_separated_rows(model_path: str) -> None:
+    (en_a, _), (en_b, _), (en_c, _) = toy_pairs()[:3]
+    lines = f"{en_a}\n\n{en_b}  {en_c}\n"
+    plain = run(["translate", "--model", model_path, "--beam", "3"], input=lines)
+    scored = run(["translate", "--model", model_path, "--beam", "3", "--scores"], input=lines)
+    assert scored.exit_code == 0, scored.output
+    rows = [row.split("\t", 1) for row in scored.stdout.splitlines()]
+    assert [text for _, text in rows] == plain.stdout.splitlines()  # the same translations, a score before each
+    assert float(rows[1][0]) == 0.0 and all(float(score) < 0 for score, _ in (rows[0], rows[2]))
+    listed = run(["translate", "--model", model_path, "--beam", "3", "--n-best", "2", "--scores"], input=lines)
+    rows = [row.split("\t", 4) for row in listed.stdout.splitlines()]
+    # line 1: one sentence, 2 candidates; line 2 (blank): none; line 3: two sentences, 2 candidates each
+    assert [row[:3] for row in rows] == [["1", "1", "1"], ["1", "1", "2"], ["3", "1", "1"], ["3", "1", "2"],
+                                         ["3", "2", "1"], ["3", "2", "2"]]
+    for best, second in (rows[0:2], rows[2:4], rows[4:6]):
+        assert float(best[3]) >= float(second[3]) and best[4] != second[4]
+    assert [rows[0][4], f"{rows[2][4]}  {rows[4][4]}"] == [plain.stdout.splitlines()[i] for i in (0, 2)]
+    texts_only = run(["translate", "--model", model_path, "--beam", "3", "--n-best", "2", en_a])
+    assert [row.split("\t") for row in texts_only.stdout.splitlines()] == [row[:3] + row[4:] for row in rows[:2]]
+
+
+def test_json_lines_hold_each_lines_sentences_and_candidates(model_path: str) -> None:
+    (en_a, _), (en_b, _) = toy_pairs()[:2]
+    texts = [f"{en_a} {en_b}", en_b]
+    plain = run(["translate", "--model", model_path, "--beam", "3", *texts]).stdout.splitlines()
+    bare = [json.loads(line) for line in run(["translate", "--model", model_path, "--beam", "3", "--json",
+                                              *texts]).stdout.splitlines()]
+    assert bare[1] == {"text": plain[1], "sentences": [{"source": en_b, "text": plain[1]}]}
+    assert [entry["text"] for entry in bare] == plain
+    result = run(["translate", "--model", model_path, "--beam", "3", "--json", "--scores", "--n-best", "3"],
+                 input="\n".join(texts) + "\n")
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["text"] == plain[0] and [s["source"] for s in first["sentences"]] == [en_a, en_b]
+    assert second["sentences"][0]["candidates"][0] == {key: second["sentences"][0][key]
+                                                       for key in ("text", "score", "log_prob")}
+    assert (second["score"], second["log_prob"]) == (second["sentences"][0]["score"],
+                                                     second["sentences"][0]["log_prob"])
+    assert first["log_prob"] == pytest.approx(sum(s["log_prob"] for s in first["sentences"]), abs=1e-5)
+    assert first["score"] == pytest.approx(sum(s["score"] for s in first["sentences"]) / 2, abs=1e-5)
+    for sentence in first["sentences"] + second["sentences"]:
+        candidates = sentence["candidates"]
+        assert len(candidates) == 3 and candidates[0]["text"] == sentence["text"]
+        assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
+
+
+def test_n_best_above_the_beam_is_one_line_and_no_output(model_path: str) -> None:
+    for args in (["--beam", "2", "--n-best", "3", "Hi."], ["--beam", "2", "--n-best", "3"]):
+        result = run(["translate", "--model", model_path, *args], input="Hi.\n")
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr == "error: n-best 3 is more than the beam size 2: a beam search keeps at most " \
+                                "beam-size hypotheses; raise the beam size (--beam) or lower n-best\n"

@@ -140,6 +140,30 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: tuple[int,
         click.echo(line)
 
 
+@bench.command("scoring")
+@BENCH_MODEL
+@click.option("--split", default="test", show_default=True, help="Prepared split to use (data/prepared/SPLIT.*).")
+@click.option("--limit", type=click.IntRange(min=1), default=300, show_default=True, help="At most this many pairs.")
+@click.option("--beam", "beam_size", type=click.IntRange(min=2), default=5, show_default=True, help="Beam size.")
+@click.option("--n-best", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Candidates per sentence in the n-best run (at most the beam size).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Sentences decoded or scored together.")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Interleaved runs of each; the best is reported.")
+def bench_scoring(model_path: Path, split: str, limit: int, beam_size: int, n_best: int, batch_size: int,
+                  rounds: int) -> None:
+    """Sentences/s of plain translation, n-best lists with scores, and teacher-forced scoring, in one run."""
+    from seq2seq.bench.decoding import bench_scoring as run
+
+    if n_best > beam_size:
+        raise UserError(f"--n-best {n_best} is more than --beam {beam_size}")
+    if not (paths.PREPARED / f"{split}.en").exists():
+        raise UserError(f"{paths.PREPARED / f'{split}.en'} not found: run `dvc repro prepare`")
+    for line in run(model_path, paths.PREPARED, split, limit, beam_size, n_best, batch_size, rounds):
+        click.echo(line)
+
+
 @bench.command("paragraphs")
 @PARAMS
 @BENCH_MODEL

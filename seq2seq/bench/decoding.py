@@ -1,6 +1,7 @@
 """Measurement: translation speed and quality by decoding setting (`seq2seq bench translate`, `bench
 decode`) and with sentence splitting on and off (`bench paragraphs`), through the product's own
-`Translator`; how soon `seq2seq translate` answers a line on standard input (`bench stream`).
+`Translator`; how soon `seq2seq translate` answers a line on standard input (`bench stream`); what
+n-best lists with scores and teacher-forced scoring cost against plain translation (`bench scoring`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,45 @@ def bench_translate(model_path: Path, sources_path: Path, beam_sizes: list[int],
             seconds = time.perf_counter() - started
             name = f"beam {beam_size}{' int8' if quantized else ''}"
             yield f"{name}: {len(sentences) / seconds:,.1f} sentences/s ({seconds:.1f} s)"
+
+
+def bench_scoring(model_path: Path, prepared_dir: Path, split: str, limit: int, beam_size: int, n_best: int,
+                  batch_size: int, rounds: int) -> Iterator[str]:
+    """Yield a Markdown table: sentences/s of plain translation (beam `beam_size`), of translation
+    with `n_best` candidates and scores written as JSON Lines, and of `score` on the split's
+    (English, reference) pairs, each the best of `rounds` interleaved runs in this one process (on a
+    shared CPU, compare the ratios, not the rates), one sentence a line (no splitting)."""
+    from seq2seq.formats import Shown, output_lines
+    from seq2seq.translate import Translator
+
+    english, korean = ((prepared_dir / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[:limit]
+                       for lang in ("en", "ko"))
+    translator = Translator(model_path, beam_size=beam_size, batch_size=batch_size, split_sentences=False)
+    shown = Shown(scores=True, n_best=n_best)
+    runs = {
+        f"translate, beam {beam_size}": lambda: translator.translate(english),
+        f"translate, beam {beam_size}, n-best {n_best} + scores (JSON Lines)":
+            lambda: list(output_lines(translator.translate_detailed(english, n_best=n_best), shown, as_json=True)),
+        "score the reference pairs (teacher-forced)": lambda: translator.score(english, korean),
+    }
+    translator.score(english[:8], korean[:8])  # warm
+    seconds = {name: float("inf") for name in runs}
+    cpu_seconds = dict(seconds)
+    for _ in range(rounds):
+        for name, work in runs.items():
+            started, cpu_started = time.perf_counter(), time.process_time()
+            work()
+            seconds[name] = min(seconds[name], time.perf_counter() - started)
+            cpu_seconds[name] = min(cpu_seconds[name], time.process_time() - cpu_started)
+    yield (f"{len(english)} sentences of {prepared_dir}/{split}, model {model_path}, batch size {batch_size}, "
+           f"threads {torch.get_num_threads()}, best of {rounds} interleaved rounds (CPU seconds: this "
+           "process's, which a busy machine's other work does not add to)")
+    yield "| run | sentences/s | seconds | CPU seconds | CPU time against plain translation |"
+    yield "|---|---:|---:|---:|---:|"
+    plain = cpu_seconds[next(iter(runs))]
+    for name, taken in seconds.items():
+        yield (f"| {name} | {len(english) / taken:.1f} | {taken:.1f} | {cpu_seconds[name]:.1f} | "
+               f"{cpu_seconds[name] / plain:.2f}x |")
 
 
 def bench_decode(model_path: Path, prepared_dir: Path, split: str, limit: int, beam_sizes: list[int],
