@@ -424,6 +424,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
     from_stdin = not sentences or sentences == ("-",)
     if input_path and not from_stdin:
         raise UserError("give SENTENCES or --input, not both")
+    if input_path and not input_path.is_file():
+        raise UserError(f"cannot read {input_path}: {'it is a folder' if input_path.is_dir() else 'no such file'}")
     if file_format != "txt" and (alignments or as_json or scores or n_best > 1):
         raise UserError(f"--format {file_format} writes the document translated: --alignments, --json, --scores "
                         "and --n-best go with --format txt")
@@ -434,8 +436,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
     if file_format != "txt":
         from seq2seq.markup import read_document
 
-        documents = [read_document(input_path, sys.stdin.buffer)] if from_stdin else [(s, "<argument>")
-                                                                                        for s in sentences]
+        documents = [read_document(input_path, sys.stdin.buffer)] if from_stdin else [
+            (text.removesuffix("\n") + "\n", "<argument>") for text in sentences]  # one a line
     translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
                             split_sentences=split_sentences, params_path=params_path, min_confidence=min_confidence,
                             withhold=withhold, **decoding)

@@ -444,7 +444,7 @@ _MD_INLINE = re.compile(
     r"|(?P<emphasis>\*{1,3}|_{1,3}|~~)",
     re.S,
 )
-def parse_markdown(document: str, source_name: str = "<text>") -> list[Piece]:
+def parse_markdown(document: str) -> list[Piece]:
     """A Markdown document as verbatim pieces and texts to translate: headings, list items, block
     quotes, table cells and paragraphs are texts (a paragraph's lines joined into one); code
     blocks, front matter, rules, link definitions and blank lines are verbatim."""
@@ -597,8 +597,9 @@ def _closes(opening: tuple[str | None, str], closing: tuple[str | None, str]) ->
 
 
 def translate_markdown(document: str, aligner: Aligner, source_name: str = "<text>") -> str:
-    """A Markdown document translated, its markup kept (`parse_markdown`)."""
-    return "".join(translate_pieces(parse_markdown(document, source_name), aligner))
+    """A Markdown document translated, its markup kept (`parse_markdown`; Markdown has no malformed
+    input, so `source_name` names nothing)."""
+    return "".join(translate_pieces(parse_markdown(document), aligner))
 
 
 # ---------------------------------------------------------------- SubRip subtitles

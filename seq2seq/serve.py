@@ -351,10 +351,11 @@ async def _translate_markup(parsed: TranslateRequest, batcher: Batcher) -> Respo
     put back."""
     from seq2seq.markup import parse_html, parse_markdown, translate_pieces
 
-    parse, escape = {"html": (parse_html, escape_html), "md": (parse_markdown, str)}[parsed.markup]
+    escape = escape_html if parsed.markup == "html" else str
     try:
-        documents = [parse(paragraph.join(paragraph.sentences), f"text[{index}]")
-                     for index, paragraph in enumerate(parsed.paragraphs)]
+        documents = [parse_html(text, f"text[{index}]") if parsed.markup == "html" else parse_markdown(text)
+                     for index, text in enumerate(paragraph.join(paragraph.sentences)
+                                                  for paragraph in parsed.paragraphs)]
     except UserError as error:
         raise ApiError(422, "text", str(error)) from None
     texts = [piece.text for pieces in documents for piece in pieces if not isinstance(piece, str)

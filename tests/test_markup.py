@@ -325,8 +325,9 @@ def test_cli_input_and_output_files_for_plain_text(model_path: str, tmp_path: Pa
     assert result.exit_code == 0, result.output
     lines = target.read_text(encoding="utf-8").split("\n")
     assert len(lines) == 4 and HANGUL.search(lines[0]) and lines[1] == "" and lines[3] == ""
-    missing = run(["translate", "--model", model_path, "--format", "srt", "--input", str(tmp_path / "none.srt")])
-    assert missing.exit_code == 1 and "cannot read" in missing.output and "none.srt" in missing.output
+    for file_format in ("txt", "srt"):
+        missing = run(["translate", "--model", model_path, "--format", file_format, "--input", str(tmp_path / "no")])
+        assert missing.exit_code == 1 and missing.output == f"error: cannot read {tmp_path / 'no'}: no such file\n"
 
 
 def test_cli_alignments_are_pharaoh_pairs_after_a_tab(model_path: str) -> None:
