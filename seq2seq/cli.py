@@ -12,14 +12,44 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from seq2seq import paths
 from seq2seq.errors import UserError
 
+if TYPE_CHECKING:
+    from seq2seq.terms import KeptTerms
+
 PARAMS = click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml",
                       show_default=True, help="Pipeline parameters.")
+
+
+def _kept_terms_options(command: Callable) -> Callable:
+    """The options of kept terms (`seq2seq.terms`), read by `_kept_terms`."""
+    options = [
+        click.option("--glossary", "glossary_path", type=click.Path(path_type=Path),
+                     help="A glossary file: english<TAB>korean a line (# comments); each English term is "
+                          "translated as its Korean."),
+        click.option("--keep", "keep_path", type=click.Path(path_type=Path),
+                     help="A do-not-translate file: one English term a line (# comments), kept as it is."),
+        click.option("--glossary-term", "glossary_terms", multiple=True, metavar="ENGLISH=KOREAN",
+                     help="One glossary entry (repeatable)."),
+        click.option("--keep-term", "keep_terms", multiple=True, metavar="TERM",
+                     help="One term not to translate (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _kept_terms(glossary_path: Path | None, keep_path: Path | None, glossary_terms: tuple[str, ...],
+                keep_terms: tuple[str, ...]) -> KeptTerms:
+    """The `KeptTerms` of the kept-terms options (`UserError` on a bad file line; none without options)."""
+    from seq2seq.terms import glossary_entry, load_terms
+
+    return load_terms(glossary_path, keep_path, dict(map(glossary_entry, glossary_terms)), keep_terms)
 
 
 class _Group(click.Group):
@@ -288,27 +318,32 @@ def plots() -> None:
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--split/--no-split", "split_sentences", default=True, show_default=True,
               help="Split each text into sentences, translate them, and join the translations.")
+@_kept_terms_options
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
               domain: str | None, quantize: bool, split_sentences: bool, params_path: Path,
-              **decoding: int | float | None) -> None:
+              glossary_path: Path | None, keep_path: Path | None, glossary_terms: tuple[str, ...],
+              keep_terms: tuple[str, ...], **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
-    file exists; else the built-in defaults).
+    file exists; else the built-in defaults). With a glossary or a do-not-translate list, those
+    terms are kept (docs/terms.md).
     """
+    terms = _kept_terms(glossary_path, keep_path, glossary_terms, keep_terms)
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
         raise UserError("--attention draws one sentence: pass exactly one SENTENCE as an argument")
     from seq2seq.files import check_output
-    from seq2seq.translate import Translator, decode_lines, plot_attention
+    from seq2seq.terms import TermTranslator
+    from seq2seq.translate import decode_lines, plot_attention
 
     if attention_png:
         check_output(attention_png)
-    translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
-                            split_sentences=split_sentences, params_path=params_path, **decoding)
+    translator = TermTranslator(model_path, device=device, domain=domain, quantize=quantize, terms=terms,
+                                split_sentences=split_sentences, params_path=params_path, **decoding)
     if not sentences or sentences == ("-",):
         for line in translator.translate_stream(decode_lines(sys.stdin.buffer)):
             click.echo(line)
@@ -338,20 +373,24 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a request may wait for its translation; after that it is answered 504.")
+@_kept_terms_options
 @PARAMS
 def serve(model_path: Path, host: str, port: int, beam_size: int | None, device: str, batching: bool,
-          plots_dir: Path, quantize: bool, timeout_s: float, params_path: Path) -> None:
+          plots_dir: Path, quantize: bool, timeout_s: float, params_path: Path, glossary_path: Path | None,
+          keep_path: Path | None, glossary_terms: tuple[str, ...], keep_terms: tuple[str, ...]) -> None:
     """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C.
 
-    Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section."""
+    Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section.
+    Kept terms given here are kept in every request, besides the request's own (docs/terms.md)."""
     from seq2seq.config import decoding_settings
     from seq2seq.serve import Limits
     from seq2seq.serve import serve as run
 
+    terms = _kept_terms(glossary_path, keep_path, glossary_terms, keep_terms)
     batching_limits = {} if batching else {"batch_sentences": 1, "batch_wait_s": 0.0}
     limits = Limits(timeout_s=timeout_s, **batching_limits)
     run(model_path, host, port, decoding_settings(params_path, beam_size=beam_size), device, limits, plots_dir,
-        quantize)
+        quantize, terms)
 
 
 # The commands that train: they run on tcmalloc where the system has it (seq2seq.allocator).
