@@ -312,7 +312,14 @@ def translate_with_terms(translator: Translator, texts: list[str], terms: KeptTe
                          ) -> list[TermTranslation]:
     """Translate `texts` keeping `terms`: mask, translate (with attention, to place dropped
     placeholders), restore. The other arguments are `Translator.translate_paragraphs`'s."""
-    masked = [mask(text, terms) for text in texts]
+    return translate_masked(translator, [mask(text, terms) for text in texts], beam_size, domain, first_number,
+                            tag_ids)
+
+
+def translate_masked(translator: Translator, masked: list[Masked], beam_size: int | None = None,
+                     domain: str | None = None, first_number: int = 1, tag_ids: list[int] | None = None
+                     ) -> list[TermTranslation]:
+    """Translate masked texts (each masked with terms of its own, say) and restore their terms."""
     paragraphs = translator.paragraphs([m.text for m in masked])
     translations = translator.translate_paragraphs(paragraphs, beam_size, attention=any(m.spans for m in masked),
                                                    domain=domain, tag_ids=tag_ids, first_number=first_number)

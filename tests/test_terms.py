@@ -2,6 +2,7 @@
 glossary and do-not-translate files, and the terms kept end to end by the tiny model, the CLI and
 the HTTP API."""
 
+import re
 from pathlib import Path
 
 import httpx
@@ -205,3 +206,25 @@ def test_http_requests_keep_their_terms_and_the_servers(translator: Translator, 
             assert refused.status_code in (413, 422)
             assert refused.json()["field"] == field
             assert refused.json()["error"].startswith(message), refused.json()
+
+
+def test_the_benchmarks_build_their_test_sets_and_report(model_path: Path, tmp_path: Path) -> None:
+    from seq2seq.bench.terms import bench_placeholders, bench_terms, glossary_sentences, name_sentences, occurrences
+
+    sources = tmp_path / "test.en"
+    sources.write_text("I ate an apple today.\nYou read a book about Seoul.\nWe liked Tom and Tom.\n"
+                       "He bought bread from Anna today.\n", encoding="utf-8")
+    assert [(sentence, name.group()) for sentence, name in name_sentences(sources, 5)] == [
+        ("You read a book about Seoul.", "Seoul"), ("He bought bread from Anna today.", "Anna")]
+    assert len(glossary_sentences()) == 60
+    assert occurrences("Python은 Pythonic [Python]", "Python") == 2
+    params = tmp_path / "none.yaml"
+    table = list(bench_placeholders(model_path, sources, 2, ["[1]", "1001"], params))
+    assert table[0] == "2 test sentences, each with one capitalised word replaced by a placeholder"
+    assert [row.split(" | ")[0] for row in table[3:]] == ["| `[1]`", "| `1001`"]
+    with pytest.raises(UserError, match=re.escape("unknown placeholder form '{1}'; one of [1], 1001,")):
+        list(bench_placeholders(model_path, sources, 2, ["{1}"], params))
+    rows = list(bench_terms(model_path, sources, 2, params))[2:]
+    assert [row.split(" | ")[:2] for row in rows] == [["| names (do-not-translate)", "2"],
+                                                      ["| glossary (templates)", "60"]]
+    assert [row.split(" | ")[3] for row in rows] == ["100.0%", "100.0%"]  # kept: every term exactly once
