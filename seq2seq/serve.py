@@ -138,6 +138,8 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
 
 def request_terms(data: dict[str, Any], terms: KeptTerms, limits: Limits) -> KeptTerms:
     """The server's `terms` extended by the request's `glossary` ({English: Korean}) and `keep` ([English])."""
+    if "glossary" not in data and "keep" not in data:
+        return terms
     glossary, keep = data.get("glossary", {}), data.get("keep", [])
     if not isinstance(glossary, dict) or not all(isinstance(v, str) and v.strip() for v in glossary.values()):
         raise ApiError(422, "glossary", "glossary must map English terms to Korean text, e.g. {\"New York\": \"뉴욕\"}")

@@ -67,6 +67,7 @@ class KeptTerms:
         kept = tuple(dict.fromkeys(term for term in (*self.keep, *keep) if term not in glossary))
         return KeptTerms(merged, kept)
 
+    @cached_property
     def pattern(self) -> re.Pattern[str] | None:
         """One regular expression matching every term (longest first, whole words), or None without terms."""
         terms = sorted({*self.glossary, *self.keep}, key=lambda term: (-len(term), term))
@@ -188,7 +189,7 @@ class Masked:
 def mask(text: str, terms: KeptTerms) -> Masked:
     """`text` with each term found replaced by a placeholder of its own, numbered from 1 in order;
     a number whose placeholder the text already holds (a citation `[1]`, say) is skipped."""
-    pattern = terms.pattern()
+    pattern = terms.pattern
     if pattern is None:
         return Masked(text, text, ())
     taken = {int(number) for number in _PLACEHOLDER.findall(text)}
@@ -275,6 +276,7 @@ def restore_sentence(source: str, output: str, own: Sequence[Protected], others:
         outcome.duplicated += count > 1
         outcome.dropped += count == 0
         output = _remove_copies(output, span.placeholder, keep_first=True)
+    output = _remove_fragments(output, source, [*(span.placeholder for span in own), *others])
     for span in own:
         output = _replace(output, span)
     return output, outcome
@@ -285,10 +287,25 @@ _CLOSING = tuple(".,!?;:)]}'\"")
 
 def _remove_copies(output: str, text: str, keep_first: bool) -> str:
     """`output` without the copies of placeholder `text` (all, or all but the first), each with the
-    Hangul glued after it (its particle) and the space before it."""
+    Hangul glued after it (its particle)."""
     copies = list(re.finditer(re.escape(text) + "[\uac00-\ud7a3]*", output))
-    for copy in reversed(copies[1:] if keep_first else copies):
-        before, after = output[: copy.start()], output[copy.end():]
+    return _cut(output, copies[1:] if keep_first else copies)
+
+
+def _remove_fragments(output: str, source: str, issued: Sequence[str]) -> str:
+    """`output` without what is left of placeholders the model garbled: a bracketed number that is
+    not one of the text's placeholders and not in `source` either (`[11]` for `[1]`), and halves of
+    them (`[2` or `2]`)."""
+    numbers = "|".join(re.escape(text[1:-1]) for text in issued)
+    garbled = re.compile(rf"{_PLACEHOLDER.pattern}|\[(?:{numbers})(?![\d\]])|(?<![\[\d])(?:{numbers})\]")
+    placeholders = {*issued, *(found.group() for found in _PLACEHOLDER.finditer(source))}
+    return _cut(output, [found for found in garbled.finditer(output) if found.group() not in placeholders])
+
+
+def _cut(output: str, spans: Sequence[re.Match[str]]) -> str:
+    """`output` without the matched `spans`, each with the space before it (or after it, at the start)."""
+    for span in reversed(spans):
+        before, after = output[: span.start()], output[span.end():]
         if not after or after.startswith((" ", *_CLOSING)):
             before = before.rstrip(" ")
         output = before + (after if before else after.lstrip(" "))

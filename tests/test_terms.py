@@ -82,9 +82,15 @@ def test_a_dropped_placeholder_goes_before_the_word_aligned_to_its_source_word()
     assert output == "Python"
 
 
-def test_another_sentences_placeholder_is_removed() -> None:
+def test_another_sentences_placeholder_and_garbled_ones_are_removed() -> None:
     output, _ = restore_sentence("Hi.", "안녕 [2].", [], ["[2]"], [])
     assert output == "안녕."
+    python, github = Protected("[1]", "Python", "파이썬"), Protected("[2]", "GitHub", "GitHub")
+    source = "I use [1] and [2] [5]."  # [5] was in the text itself: it stays
+    alignment = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 2)]
+    output, outcome = restore_sentence(source, "나는 [11] 구글과 [2 [2]를 2] [5].", [python, github], [], alignment)
+    assert output == "나는 파이썬 구글과 GitHub를 [5]."
+    assert (outcome.copied, outcome.dropped, outcome.duplicated) == (1, 1, 0)
 
 
 def test_glossary_and_keep_files(tmp_path: Path) -> None:
