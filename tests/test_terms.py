@@ -145,8 +145,9 @@ def model_path(tiny_workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def translator(model_path: Path) -> Translator:
-    return Translator(model_path, beam_size=3)
+def translator(tiny_workdir: Path) -> Translator:
+    """The tiny model, its beam narrowed as in the HTTP tests."""
+    return Translator(tiny_workdir / "models/model/best.pt", beam_size=3)
 
 
 def test_the_tiny_model_keeps_a_term_it_would_translate(translator: Translator) -> None:

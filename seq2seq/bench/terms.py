@@ -1,5 +1,5 @@
-"""`seq2seq bench placeholders` and `seq2seq bench terms`: which placeholder the model copies, and how
-often a kept term survives translation, with masking and without.
+"""`seq2seq bench terms`: how often a kept term survives translation, with masking and without; with
+`--placeholders`, which placeholder form the model copies exactly once most often.
 
 The test sets are built here, from the prepared test split and from templates, so no corpus text
 is committed: "names" are the test sentences with a capitalised word after their first (a name, a
