@@ -101,10 +101,10 @@ def _term_regex(term: str) -> str:
     return f"{before}{body}{after}"
 
 
-def _read_lines(path: Path) -> Iterable[tuple[int, str]]:
+def _read_lines(path: str | Path) -> Iterable[tuple[int, str]]:
     """(line number, line) of the lines of `path` that are neither blank nor `#` comments."""
     try:
-        data = path.read_bytes()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: not found") from None
     except OSError as error:
@@ -118,7 +118,7 @@ def _read_lines(path: Path) -> Iterable[tuple[int, str]]:
             yield number, line
 
 
-def read_glossary(path: Path) -> dict[str, str]:
+def read_glossary(path: str | Path) -> dict[str, str]:
     """A glossary file: `english<TAB>korean` a line, `#` comments and blank lines allowed. A bad line
     is a `UserError` naming the file and line."""
     glossary: dict[str, str] = {}
@@ -140,7 +140,7 @@ def read_glossary(path: Path) -> dict[str, str]:
     return glossary
 
 
-def read_keep_list(path: Path) -> list[str]:
+def read_keep_list(path: str | Path) -> list[str]:
     """A do-not-translate file: one term a line, `#` comments and blank lines allowed."""
     terms = []
     for number, line in _read_lines(path):
@@ -159,7 +159,7 @@ def glossary_entry(text: str) -> tuple[str, str]:
     return " ".join(english.split()), " ".join(korean.split())
 
 
-def load_terms(glossary_path: Path | None = None, keep_path: Path | None = None,
+def load_terms(glossary_path: str | Path | None = None, keep_path: str | Path | None = None,
                glossary: dict[str, str] | None = None, keep: Iterable[str] = ()) -> KeptTerms:
     """The terms of a glossary file and a do-not-translate file (either may be None), extended by
     `glossary` and `keep` given directly."""
