@@ -12,14 +12,44 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from seq2seq import paths
 from seq2seq.errors import UserError
 
+if TYPE_CHECKING:
+    from seq2seq.terms import KeptTerms
+
 PARAMS = click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml",
                       show_default=True, help="Pipeline parameters.")
+
+
+def _kept_terms_options(command: Callable) -> Callable:
+    """The options of kept terms (`seq2seq.terms`), read by `_kept_terms`."""
+    options = [
+        click.option("--glossary", "glossary_path", type=click.Path(path_type=Path),
+                     help="A glossary file: english<TAB>korean a line (# comments); each English term is "
+                          "translated as its Korean."),
+        click.option("--keep", "keep_path", type=click.Path(path_type=Path),
+                     help="A do-not-translate file: one English term a line (# comments), kept as it is."),
+        click.option("--glossary-term", "glossary_terms", multiple=True, metavar="ENGLISH=KOREAN",
+                     help="One glossary entry (repeatable)."),
+        click.option("--keep-term", "keep_terms", multiple=True, metavar="TERM",
+                     help="One term not to translate (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _kept_terms(glossary_path: Path | None, keep_path: Path | None, glossary_terms: tuple[str, ...],
+                keep_terms: tuple[str, ...]) -> KeptTerms:
+    """The `KeptTerms` of the kept-terms options (`UserError` on a bad file line; none without options)."""
+    from seq2seq.terms import glossary_entry, load_terms
+
+    return load_terms(glossary_path, keep_path, dict(map(glossary_entry, glossary_terms)), keep_terms)
 
 
 class _Group(click.Group):
@@ -398,19 +428,24 @@ def plots() -> None:
 @click.option("--withhold", is_flag=True,
               help="With --min-confidence: leave low-confidence sentences out (a line of only such sentences is "
                    "empty), each noted on stderr.")
+@_kept_terms_options
 @PARAMS
 def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path | None, device: str,
               domain: str | None, quantize: bool, split_sentences: bool, n_best: int, scores: bool, as_json: bool,
               alignments: bool, file_format: str, input_path: Path | None, output_path: Path | None,
               show_confidence: bool, min_confidence: float | None, withhold: bool, params_path: Path,
+              glossary_path: Path | None, keep_path: Path | None, glossary_terms: tuple[str, ...],
+              keep_terms: tuple[str, ...],
               **decoding: int | float | None) -> None:
     """Translate English SENTENCES into Korean (no argument or `-`: read standard input, one text a
     line, each translated as soon as it has come; a line of several sentences gives one line).
 
     Decoding options left out take their value from the `evaluate` section of --params (when the
     file exists; else the built-in defaults). With --n-best, --scores or --json, each output line is
-    tab-separated fields or a JSON object (docs/scoring.md); the n-best lists are per sentence.
+    tab-separated fields or a JSON object (docs/scoring.md); the n-best lists are per sentence. With
+    a glossary or a do-not-translate list, those terms are kept (docs/terms.md).
     """
+    terms = _kept_terms(glossary_path, keep_path, glossary_terms, keep_terms)
     if any(not s.strip() for s in sentences):
         raise UserError("an empty sentence was given; pass text, or `-` to read standard input")
     if attention_png and (len(sentences) != 1 or sentences == ("-",)):
@@ -419,7 +454,8 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         raise UserError("--withhold needs --min-confidence: the confidence below which a sentence is left out")
     from seq2seq.files import check_output
     from seq2seq.formats import Shown, output_lines
-    from seq2seq.translate import Translator, decode_lines, plot_attention
+    from seq2seq.terms import TermTranslator
+    from seq2seq.translate import decode_lines, plot_attention
 
     from_stdin = not sentences or sentences == ("-",)
     if input_path and not from_stdin:
@@ -429,6 +465,10 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
     if file_format != "txt" and (alignments or as_json or scores or n_best > 1):
         raise UserError(f"--format {file_format} writes the document translated: --alignments, --json, --scores "
                         "and --n-best go with --format txt")
+    if terms and (file_format != "txt" or as_json or scores or n_best > 1 or alignments or show_confidence
+                  or min_confidence is not None):
+        raise UserError("kept terms (--glossary, --keep and their -term options) go with plain text output: not "
+                        "with --format html|md|srt, --json, --scores, --n-best, --alignments or confidence options")
     if alignments and n_best > 1 and not as_json:
         raise UserError("--alignments with --n-best needs --json (the rows of an n-best list have no alignment)")
     for path in filter(None, [attention_png, output_path]):
@@ -438,9 +478,9 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
 
         documents = [read_document(input_path, sys.stdin.buffer)] if from_stdin else [
             (text.removesuffix("\n") + "\n", "<argument>") for text in sentences]  # one a line
-    translator = Translator(model_path, device=device, domain=domain, quantize=quantize,
-                            split_sentences=split_sentences, params_path=params_path, min_confidence=min_confidence,
-                            withhold=withhold, **decoding)
+    translator = TermTranslator(model_path, device=device, domain=domain, quantize=quantize, terms=terms,
+                                split_sentences=split_sentences, params_path=params_path,
+                                min_confidence=min_confidence, withhold=withhold, **decoding)
     translator.check_n_best(n_best)
     if show_confidence:
         translator.require_calibration()
@@ -451,12 +491,14 @@ def translate(sentences: tuple[str, ...], model_path: Path, attention_png: Path 
         _write_or_echo(output_path, "".join(translate_document(document, file_format, aligner, name)
                                             for document, name in documents))
         return
-    if from_stdin:
-        lines = decode_lines(input_path.open("rb") if input_path else sys.stdin.buffer)
-        translations = translator.translation_stream(lines, n_best, alignments)
+    lines = decode_lines(input_path.open("rb") if input_path else sys.stdin.buffer) if from_stdin else None
+    if terms:  # masked, translated and restored text by text (seq2seq.terms)
+        output = translator.translate_stream(lines) if lines is not None else translator.translate(list(sentences))
     else:
-        translations = translator.translate_detailed(list(sentences), n_best=n_best, alignments=alignments)
-    output = output_lines(translations, Shown(scores, n_best, alignments, show_confidence, min_confidence), as_json)
+        translations = (translator.translation_stream(lines, n_best, alignments) if lines is not None else
+                        translator.translate_detailed(list(sentences), n_best=n_best, alignments=alignments))
+        output = output_lines(translations, Shown(scores, n_best, alignments, show_confidence, min_confidence),
+                              as_json)
     if output_path:
         _write_or_echo(output_path, "".join(line + "\n" for line in output))
     for line in [] if output_path else output:
@@ -539,20 +581,24 @@ def score(english_path: Path | None, korean_path: Path | None, model_path: Path,
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU): faster, slightly different output.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds a request may wait for its translation; after that it is answered 504.")
+@_kept_terms_options
 @PARAMS
 def serve(model_path: Path, host: str, port: int, beam_size: int | None, device: str, batching: bool,
-          plots_dir: Path, quantize: bool, timeout_s: float, params_path: Path) -> None:
+          plots_dir: Path, quantize: bool, timeout_s: float, params_path: Path, glossary_path: Path | None,
+          keep_path: Path | None, glossary_terms: tuple[str, ...], keep_terms: tuple[str, ...]) -> None:
     """Serve translations over HTTP (POST /translate) and the demo page (GET /), until Ctrl-C.
 
-    Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section."""
+    Decoding settings (length penalty, n-gram blocking, ...) come from params.yaml's evaluate section.
+    Kept terms given here are kept in every request, besides the request's own (docs/terms.md)."""
     from seq2seq.config import decoding_settings
     from seq2seq.serve import Limits
     from seq2seq.serve import serve as run
 
+    terms = _kept_terms(glossary_path, keep_path, glossary_terms, keep_terms)
     batching_limits = {} if batching else {"batch_sentences": 1, "batch_wait_s": 0.0}
     limits = Limits(timeout_s=timeout_s, **batching_limits)
     run(model_path, host, port, decoding_settings(params_path, beam_size=beam_size), device, limits, plots_dir,
-        quantize)
+        quantize, terms)
 
 
 # The commands that train: they run on tcmalloc where the system has it (seq2seq.allocator).

@@ -1,7 +1,8 @@
 """`seq2seq serve`: the translation API and the demo page, an ASGI app (Starlette) run by uvicorn.
 
     POST /translate  {"text": "..." | ["...", ...], "beam": 5, "attention": false, "n_best": 1, "scores": false,
-                      "alignments": false, "format": "text"}
+                      "alignments": false, "format": "text", "glossary": {"English": "Korean", ...},
+                      "keep": ["English", ...]}
                      -> {"translations": [{"text": "..."}, ...], "beam": 5}; with attention, each
                         translation has its pieces and weights too (`translation_json`); with
                         n_best > 1, scores or alignments, its score, word alignment and sentences
@@ -10,6 +11,7 @@
                      "confidence": true gives each sentence its confidence (expected sentence chrF);
                         "min_confidence": X flags those below ("low_confidence", and [?] in the
                         text), "withhold": true leaves them out
+                     glossary and keep: kept terms (`seq2seq.terms`), besides the server's own
     GET  /health     {"status": "ok"}
     GET  /info       model settings, training steps, valid chrF, parameter count, vocabularies
     GET  /           the demo page (self-contained: its only other requests go to this server)
@@ -27,7 +29,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,6 +50,7 @@ from seq2seq.fonts import web_font_bytes
 from seq2seq.formats import TEXT_ONLY, Shown, details_json
 from seq2seq.markup import escape_html
 from seq2seq.plots import PLOT_NAMES, PLOTS_DIR
+from seq2seq.terms import NO_TERMS, KeptTerms, Masked, mask, restore
 from seq2seq.translate import Paragraph, Translation, Translator, apply_threshold, split_paragraphs
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -69,6 +72,7 @@ class Limits:
     timeout_s: float = 30.0           # a request waiting longer is answered 504
     batch_sentences: int = 64         # dynamic batching: sentences gathered into one search call
     batch_wait_s: float = 0.005       # dynamic batching: how long the first request waits for others
+    max_terms: int = 1000             # per request, glossary and keep entries together
 
 
 class ApiError(Exception):
@@ -99,20 +103,23 @@ class TranslateRequest:
     shown: Shown = TEXT_ONLY  # scores, n-best lists, alignments and confidence asked for
     markup: str = "text"  # or "html", "md": each text is a document (`seq2seq.markup`)
     withhold: bool = False  # sentences below shown.min_confidence are left out, not flagged
+    masked: tuple[Masked, ...] = ()  # with kept terms: each text masked (`paragraphs` are these split)
 
     @property
     def settings(self) -> SearchSettings:
-        return SearchSettings(self.beam, self.attention, self.domain, self.shown.n_best,
+        attention = self.attention or bool(self.masked)  # kept terms: to place a dropped placeholder
+        return SearchSettings(self.beam, attention, self.domain, self.shown.n_best,
                               "target" if self.shown.alignments else None)
 
 
 def parse_translate_request(body: bytes, default_beam: int, limits: Limits, domains: list[str] | None = None,
                             split: Callable[[list[str]], list[Paragraph]] = split_paragraphs,
-                            calibration: str | None = None) -> TranslateRequest:
+                            calibration: str | None = None, terms: KeptTerms = NO_TERMS) -> TranslateRequest:
     """Check a POST /translate body; `ApiError` (400, 413 or 422, naming the field) when it is wrong.
     `domains` are the model's domain groups (None: trained without domain tags); `split` makes the
     texts paragraphs (`Translator.paragraphs`), whose sentences the limit counts; `calibration` is
-    why the model cannot give a confidence (None: it can)."""
+    why the model cannot give a confidence (None: it can); `terms` are the server's kept terms,
+    which the request's `glossary` and `keep` extend."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: bad JSON, or an integer of over 4,300 digits
@@ -122,7 +129,7 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     if not isinstance(data, dict):
         raise ApiError(400, "body", "the body must be a JSON object such as {\"text\": \"Hello.\"}")
     known = ("text", "beam", "attention", "domain", "n_best", "scores", "alignments", "format", "confidence",
-             "min_confidence", "withhold")
+             "min_confidence", "withhold", "glossary", "keep")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ApiError(422, unknown[0], f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
@@ -141,7 +148,9 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     characters = sum(len(s) for s in texts)
     if characters > limits.max_characters:
         raise ApiError(413, "text", f"text has {characters} characters; at most {limits.max_characters} a request")
-    paragraphs = split(texts)  # of at most max_characters: milliseconds
+    terms = request_terms(data, terms, limits)
+    masked = tuple(mask(text, terms) for text in texts) if terms else ()
+    paragraphs = split([m.text for m in masked] if masked else texts)  # of at most max_characters: milliseconds
     sentences = sum(len(paragraph.sentences) for paragraph in paragraphs)
     if sentences > limits.max_sentences:
         raise ApiError(413, "text", f"text has {sentences} sentences once split; at most {limits.max_sentences} "
@@ -173,8 +182,47 @@ def parse_translate_request(body: bytes, default_beam: int, limits: Limits, doma
     if domain is not None and domain not in domains:
         raise ApiError(422, "domain", f"domain must be one of {', '.join(domains)}")
     confidence, min_confidence, withhold = parse_confidence(data, calibration)
+    if masked and (markup != "text" or scores or n_best > 1 or alignments or confidence):
+        raise ApiError(422, "glossary" if "glossary" in data else "keep",
+                       "kept terms give the text only: leave out format, scores, n_best, alignments and confidence")
     return TranslateRequest(paragraphs, sentences, beam, attention, domain,
-                            Shown(scores, n_best, alignments, confidence, min_confidence), markup, withhold)
+                            Shown(scores, n_best, alignments, confidence, min_confidence), markup, withhold,
+                            masked)
+
+
+def request_terms(data: dict[str, Any], terms: KeptTerms, limits: Limits) -> KeptTerms:
+    """The server's `terms` extended by the request's `glossary` ({English: Korean}) and `keep` ([English])."""
+    if "glossary" not in data and "keep" not in data:
+        return terms
+    glossary, keep = data.get("glossary", {}), data.get("keep", [])
+    if not isinstance(glossary, dict) or not all(isinstance(v, str) and v.strip() for v in glossary.values()):
+        raise ApiError(422, "glossary", "glossary must map English terms to Korean text, e.g. {\"New York\": \"뉴욕\"}")
+    if not isinstance(keep, list) or not all(isinstance(term, str) for term in keep):
+        raise ApiError(422, "keep", "keep must be a list of English terms, e.g. [\"GitHub\"]")
+    if len(glossary) + len(keep) > limits.max_terms:
+        raise ApiError(413, "glossary", f"glossary and keep have {len(glossary) + len(keep)} terms; at most "
+                                        f"{limits.max_terms} a request")
+    for field, entries in (("glossary", list(glossary)), ("keep", keep)):
+        blank = next((term for term in entries if not term.strip()), None)
+        if blank is not None:
+            raise ApiError(422, field, f"{field} has an empty term ({blank!r})")
+    both = sorted(set(glossary) & set(keep))
+    if both:
+        raise ApiError(422, "keep", f"{both[0]!r} is both in glossary and in keep: give it once")
+    try:
+        return terms.extended(glossary, keep)
+    except UserError as error:
+        raise ApiError(422, "glossary" if glossary else "keep", str(error)) from None
+
+
+def with_terms_restored(request: TranslateRequest, translations: list[Translation]) -> list[Translation]:
+    """The request's translations with its kept terms put back (the search ran with attention, to
+    place a dropped placeholder; the weights stay only where the request asked for them)."""
+    if not request.masked:
+        return translations
+    found = [restore(*kept) for kept in zip(request.masked, translations, request.paragraphs, strict=True)]
+    return [replace(translation, text=kept.text) if request.attention else Translation(kept.text)
+            for kept, translation in zip(found, translations, strict=True)]
 
 
 def parse_confidence(data: dict[str, Any], calibration: str | None) -> tuple[bool, float | None, bool]:
@@ -224,8 +272,11 @@ def translations_response(translations: list[Translation], beam: int, request: T
                           ) -> JSONResponse:
     """The answer to POST /translate (rendered on a worker thread: with attention it is the largest work
     after the search, and the search thread and the event loop have other requests to serve), with
-    what `request` asked for; a confidence threshold flags or withholds sentences first."""
+    what `request` asked for; its kept terms are put back, and a confidence threshold flags or
+    withholds sentences first."""
     shown = request.shown if request is not None else TEXT_ONLY
+    if request is not None:
+        translations = with_terms_restored(request, translations)
     if request is not None and shown.min_confidence is not None:
         for translation, paragraph in zip(translations, request.paragraphs, strict=True):
             apply_threshold(translation, paragraph, shown.min_confidence, request.withhold)
@@ -271,8 +322,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(translator: Translator, model_path: Path, limits: Limits = Limits(), plots_dir: Path = PLOTS_DIR,
-               batcher: Batcher | None = None) -> Starlette:
-    """The ASGI app around a loaded `translator`. `batcher` defaults to dynamic batching with `limits`."""
+               batcher: Batcher | None = None, terms: KeptTerms = NO_TERMS) -> Starlette:
+    """The ASGI app around a loaded `translator`. `batcher` defaults to dynamic batching with `limits`;
+    `terms` are kept in every request's texts."""
     if translator.beam_size > limits.max_beam:
         raise UserError(f"the default beam size {translator.beam_size} (evaluate.beam_size or --beam) is above "
                         f"the API's limit of {limits.max_beam}: lower it")
@@ -291,7 +343,8 @@ def create_app(translator: Translator, model_path: Path, limits: Limits = Limits
         open_requests += 1
         try:
             parsed = parse_translate_request(await _read_body(request, limits.max_body_bytes), translator.beam_size,
-                                             limits, info["domains"], translator.paragraphs, calibration)
+                                             limits, info["domains"], translator.paragraphs, calibration,
+                                             terms)
             if parsed.markup != "text":
                 return await _translate_markup(parsed, batcher)
             translations = await batcher.submit(parsed.paragraphs, parsed.settings, parsed.sentences)
@@ -390,12 +443,13 @@ def load_translator(model_path: Path, decoding: EvaluateConfig, device: str, lim
 
 
 def serve(model_path: Path, host: str, port: int, decoding: EvaluateConfig, device: str, limits: Limits,
-          plots_dir: Path = PLOTS_DIR, quantize: bool = False) -> None:
-    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first)."""
+          plots_dir: Path = PLOTS_DIR, quantize: bool = False, terms: KeptTerms = NO_TERMS) -> None:
+    """Load the model, then serve until Ctrl-C or SIGTERM (requests in flight are finished first);
+    `terms` are kept in every request."""
     import uvicorn
 
     translator = load_translator(model_path, decoding, device, limits, quantize)
-    app = create_app(translator, model_path, limits, plots_dir)
+    app = create_app(translator, model_path, limits, plots_dir, terms=terms)
     print(f"model {model_path} loaded; serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=int(limits.timeout_s) + 5, limit_concurrency=limits.max_connections)

@@ -257,3 +257,25 @@ def bench_health(model_path: Path, sources_path: Path, seconds: float, port: int
 
     for line in run(model_path, sources_path, seconds, port):
         click.echo(line)
+
+
+@bench.command("terms")
+@PARAMS
+@BENCH_MODEL
+@BENCH_SOURCES
+@click.option("--limit", type=click.IntRange(min=1), default=150, show_default=True,
+              help="Test sentences with a name (a capitalised word after the first word) to keep or mask.")
+@click.option("--placeholders", is_flag=True,
+              help="Instead: how often the model copies each placeholder form exactly once.")
+@click.option("--form", "forms", multiple=True,
+              help="With --placeholders, a form to try, e.g. '[1]' or 1001 (repeatable; default: all).")
+def bench_terms(params_path: Path, model_path: Path, sources_path: Path, limit: int, placeholders: bool,
+                forms: tuple[str, ...]) -> None:
+    """How often a kept term survives translation, with masking and without; with --placeholders,
+    which placeholder form the model copies best (docs/terms.md)."""
+    from seq2seq.bench.terms import bench_placeholders, bench_terms
+
+    lines = (bench_placeholders(model_path, sources_path, limit, list(forms), params_path) if placeholders
+             else bench_terms(model_path, sources_path, limit, params_path))
+    for line in lines:
+        click.echo(line)
