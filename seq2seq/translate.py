@@ -303,18 +303,25 @@ class Translator:
         """Translate lines as they come, in order: what has arrived goes at once, so a line typed or
         piped slowly is answered before the next one comes. From a file, up to 8 batches' worth go
         together, sorted by length into batches as in evaluate (less padding than in arrival order).
-        An error reading the lines is raised after the lines read before it are translated."""
-        return (translation.text for translation in self.translation_stream(lines))
+        An error reading the lines is raised after the lines read before it are translated. Each
+        chunk goes through `translate` (which a subclass, e.g. `seq2seq.terms.TermTranslator`, may extend)."""
+        for number, chunk in self._arrived_chunks(lines):
+            yield from self.translate(chunk, first_number=number)
 
     def translation_stream(self, lines: Iterable[str], n_best: int = 1, alignments: bool = False
                            ) -> Iterator[Translation]:
         """`translate_stream`, with each line's `Translation` (its sentences, up to `n_best` candidates
         each, with their word alignments when `alignments`)."""
         self.check_n_best(n_best)
-        number = 1
-        for chunk in available_batches((line.rstrip("\r\n") for line in lines), 8 * self.batch_size):
+        for number, chunk in self._arrived_chunks(lines):
             yield from self.translate_paragraphs(self.paragraphs(chunk), first_number=number, n_best=n_best,
                                                  alignments=alignments)
+
+    def _arrived_chunks(self, lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+        """The lines (line ends cut) in chunks of what has arrived, each with its first line's number."""
+        number = 1
+        for chunk in available_batches((line.rstrip("\r\n") for line in lines), 8 * self.batch_size):
+            yield number, chunk
             number += len(chunk)
 
     def translate_detailed(self, texts: list[str], beam_size: int | None = None, attention: bool = False,
