@@ -295,9 +295,9 @@ def _remove_copies(output: str, text: str, keep_first: bool) -> str:
 def _remove_fragments(output: str, source: str, issued: Sequence[str]) -> str:
     """`output` without what is left of placeholders the model garbled: a bracketed number that is
     not one of the text's placeholders and not in `source` either (`[11]` for `[1]`), and halves of
-    them (`[2` or `2]`)."""
+    them, digits repeated too (`[2`, `2]`, `11]`)."""
     numbers = "|".join(re.escape(text[1:-1]) for text in issued)
-    garbled = re.compile(rf"{_PLACEHOLDER.pattern}|\[(?:{numbers})(?![\d\]])|(?<![\[\d])(?:{numbers})\]")
+    garbled = re.compile(rf"{_PLACEHOLDER.pattern}|\[(?:{numbers})\d*(?![\d\]])|(?<![\[\d])\d*(?:{numbers})\]")
     placeholders = {*issued, *(found.group() for found in _PLACEHOLDER.finditer(source))}
     return _cut(output, [found for found in garbled.finditer(output) if found.group() not in placeholders])
 

@@ -117,6 +117,19 @@ def test_the_corpus_holds_the_teachers_kept_translations_and_a_card(corpus: Path
     assert not (corpus.parent / ".distilled.work").exists()  # the finished chunks are gone
 
 
+def test_sources_limit_what_is_translated(tiny_workdir: Path, tmp_path: Path) -> None:
+    """`distill.sources` translates only the named sources' lines; a name no line has is one line."""
+    card = run_distill(tiny_workdir, tmp_path / "toy-b", sources=["toy-b"], max_length_ratio=10)
+    sources = lines(tiny_workdir / "data/prepared/train.source")
+    assert set(lines(tmp_path / "toy-b/train.source")) == {"toy-b"}
+    assert card["counts"]["translated"] == sources.count("toy-b") < len(sources)
+    assert [int(n) for n in lines(tmp_path / "toy-b/train.lines")] == [
+        number for number, source in enumerate(sources, start=1) if source == "toy-b"]
+    with pytest.raises(UserError, match="no train line comes from toy-c; the sources are toy-a, toy-b"):
+        run_distill(tiny_workdir, tmp_path / "none", sources=["toy-c"])
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_tagged_teacher_translates_each_line_with_its_sources_tag(tagged_workdir: Path, tmp_path: Path) -> None:
     card = run_distill(tagged_workdir, tmp_path / "out", max_sentences=24)
     assert card["counts"]["translated"] == 24

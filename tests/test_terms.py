@@ -91,6 +91,9 @@ def test_another_sentences_placeholder_and_garbled_ones_are_removed() -> None:
     output, outcome = restore_sentence(source, "나는 [11] 구글과 [2 [2]를 2] [5].", [python, github], [], alignment)
     assert output == "나는 파이썬 구글과 GitHub를 [5]."
     assert (outcome.copied, outcome.dropped, outcome.duplicated) == (1, 1, 0)
+    seoul = Protected("[1]", "Seoul", "서울")
+    output, _ = restore_sentence("I moved to [1] to work at [2].", "나는 [1] 11] [2]에서 일했다.", [seoul, github], [], [])
+    assert output == "나는 서울 GitHub에서 일했다."  # a half placeholder with its digit repeated goes too
 
 
 def test_glossary_and_keep_files(tmp_path: Path) -> None:
