@@ -92,7 +92,8 @@ def test_another_sentences_placeholder_and_garbled_ones_are_removed() -> None:
     assert output == "나는 파이썬 구글과 GitHub를 [5]."
     assert (outcome.copied, outcome.dropped, outcome.duplicated) == (1, 1, 0)
     seoul = Protected("[1]", "Seoul", "서울")
-    output, _ = restore_sentence("I moved to [1] to work at [2].", "나는 [1] 11] [2]에서 일했다.", [seoul, github], [], [])
+    output, _ = restore_sentence("I moved to [1] to work at [2].", "나는 [1] 11] [2]에서 일했다.",
+                                 [seoul, github], [], [])
     assert output == "나는 서울 GitHub에서 일했다."  # a half placeholder with its digit repeated goes too
 
 
