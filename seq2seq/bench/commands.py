@@ -19,6 +19,13 @@ def _existing_sources(_context: click.Context, _parameter: click.Parameter, path
     return path
 
 
+def _require_prepared(split: str) -> None:
+    """`UserError` unless the prepare stage has written `split`'s English."""
+    path = paths.PREPARED / f"{split}.en"
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro prepare`")
+
+
 BENCH_MODEL = click.option("--model", "model_path", type=click.Path(path_type=Path), default=paths.BEST_MODEL,
                            show_default=True, help="The checkpoint to measure.")
 BENCH_SOURCES = click.option("--sources", "sources_path", type=click.Path(path_type=Path),
@@ -158,8 +165,7 @@ def bench_scoring(model_path: Path, split: str, limit: int, beam_size: int, n_be
 
     if n_best > beam_size:
         raise UserError(f"--n-best {n_best} is more than --beam {beam_size}")
-    if not (paths.PREPARED / f"{split}.en").exists():
-        raise UserError(f"{paths.PREPARED / f'{split}.en'} not found: run `dvc repro prepare`")
+    _require_prepared(split)
     for line in run(model_path, paths.PREPARED, split, limit, beam_size, n_best, batch_size, rounds):
         click.echo(line)
 
@@ -173,8 +179,7 @@ def bench_paragraphs(params_path: Path, model_path: Path, limit: int) -> None:
     """chrF and BLEU of 3-line paragraphs of the valid split, with sentence splitting on and off."""
     from seq2seq.bench.decoding import bench_paragraphs as run
 
-    if not (paths.PREPARED / "valid.en").exists():
-        raise UserError(f"{paths.PREPARED / 'valid.en'} not found: run `dvc repro prepare`")
+    _require_prepared("valid")
     for line in run(model_path, paths.PREPARED, limit, params_path):
         click.echo(line)
 
